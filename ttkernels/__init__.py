@@ -1,0 +1,54 @@
+"""ttkernels: TT-LoRA (tensor-train low-rank adaptation) for PyTorch, with fused Triton/CUDA kernels.
+
+    import ttkernels
+    model = ttkernels.patch(model, targets=["q_proj", "v_proj"], rank=5, alpha=8.0)
+    print(ttkernels.trainable_parameters(model))
+    ttkernels.save_adapter(model, "out/")
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .backends import info, set_backend, use_backend
+from .config import DEFAULT_TARGETS, TTConfig
+from .errors import AdapterMismatchError, BackendUnavailableError, TTShapeError
+from .layer import TTLinear
+from .ops import tt_adapter, tt_linear
+from .patching import (
+    adapter_size_bytes,
+    merge,
+    patch,
+    trainable_parameters,
+    tt_layers,
+    unmerge,
+    unpatch,
+)
+from .serialization import load_adapter, read_adapter_config, save_adapter
+from .shapes import auto_shape
+
+__all__ = [
+    "DEFAULT_TARGETS",
+    "AdapterMismatchError",
+    "BackendUnavailableError",
+    "TTConfig",
+    "TTLinear",
+    "TTShapeError",
+    "__version__",
+    "adapter_size_bytes",
+    "auto_shape",
+    "info",
+    "load_adapter",
+    "merge",
+    "patch",
+    "read_adapter_config",
+    "save_adapter",
+    "set_backend",
+    "trainable_parameters",
+    "tt_adapter",
+    "tt_layers",
+    "tt_linear",
+    "unmerge",
+    "unpatch",
+    "use_backend",
+]

@@ -1,0 +1,214 @@
+"""TTLinear: a frozen base linear layer plus a tensor-train (TT-LoRA) update, y = base(x) + α·x ΔWᵀ."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backends import record_choice, validate_backend_name
+from .errors import TTShapeError
+from .ops import tt_adapter, tt_linear
+from .ops.contract import contract_factors, factor_rank
+from .ops.reference import dense_delta_weight
+from .shapes import auto_shape, find_boundary, normalize_ranks, validate_shape
+from .utils import warn_once
+
+BaseKind = Literal["linear", "conv1d", "adapter"]
+InitMode = Literal["zero", "gaussian"]
+
+
+def base_kind(base: nn.Module) -> BaseKind:
+    """How TTLinear drives ``base``: fused with a plain nn.Linear, or adapter-only on top of its output."""
+    if isinstance(base, nn.Linear) and type(base).forward is nn.Linear.forward:
+        return "linear"
+    if type(base).__name__ == "Conv1D" and hasattr(base, "nf") and getattr(base, "weight", None) is not None:
+        return "conv1d"  # HF GPT-2 Conv1D: weight stored transposed, (in_features, out_features)
+    if hasattr(base, "in_features") and hasattr(base, "out_features"):
+        return "adapter"
+    raise TypeError(
+        f"TTLinear wraps linear layers (nn.Linear, HF Conv1D, or modules with in_features/out_features); "
+        f"got {type(base).__name__}"
+    )
+
+
+def base_dims(base: nn.Module) -> tuple[int, int]:
+    """(m, n) = (out_features, in_features) of a supported base layer."""
+    kind = base_kind(base)
+    if kind == "conv1d":
+        n, m = base.weight.shape
+        return int(m), int(n)
+    return int(base.out_features), int(base.in_features)
+
+
+class TTLinear(nn.Module):
+    """Frozen base linear layer + TT-LoRA update.
+
+    ``y = base(x) + alpha * x @ ΔW.T`` for x of shape (..., n), y of shape (..., m), where ΔW (m x n) reshaped
+    row-major to ``shape`` is the tensor train ``cores[0] x cores[1] x ... x cores[d-1]`` with core i of shape
+    (r_{i-1}, k_i, r_i), r_0 = r_d = 1. The forward and backward passes never form ΔW unless the shape has no
+    in/out boundary (then a one-time warning names the cost; ``strict=True`` refuses such shapes).
+
+    Args:
+        base: the frozen layer (nn.Linear, HF Conv1D, or any module with in/out_features).
+        shape: TT mode sizes with ∏shape = m·n; None chooses :func:`ttkernels.shapes.auto_shape`.
+        rank: one int, or the d-1 inner ranks.
+        alpha: scale of ΔW (multiplies ΔW directly, not divided by the rank).
+        init: "zero" (default: Gaussian cores, last core zero, so ΔW = 0 at step 0) or "gaussian" (all cores
+            Gaussian, as in the paper; ΔW != 0 at step 0).
+        dtype: dtype of the cores (float32 by default, whatever the base dtype).
+        backend: None/"auto" or a backend name for this layer's ops.
+    """
+
+    def __init__(
+        self,
+        base: nn.Module,
+        shape: list[int] | None = None,
+        rank: int | list[int] = 5,
+        alpha: float = 8.0,
+        *,
+        init: InitMode = "zero",
+        strict: bool = False,
+        dtype: torch.dtype = torch.float32,
+        backend: str | None = None,
+        name: str = "TTLinear",
+    ) -> None:
+        super().__init__()
+        self.kind: BaseKind = base_kind(base)
+        self.m, self.n = base_dims(base)
+        self.layer_name = name
+        self.shape = validate_shape(auto_shape(self.m, self.n) if shape is None else shape, self.m, self.n, name=name)
+        self.ranks = normalize_ranks(rank, len(self.shape), name=name)
+        if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not math.isfinite(alpha):
+            raise ValueError(f"{name}: alpha must be a finite number, got {alpha!r}")
+        if init not in ("zero", "gaussian"):
+            raise ValueError(f"{name}: init must be 'zero' or 'gaussian', got {init!r}")
+        if not dtype.is_floating_point:
+            raise TypeError(f"{name}: core dtype must be floating point, got {dtype}")
+        self.alpha = float(alpha)
+        self.backend = None if backend is None else validate_backend_name(backend)
+        self.boundary = find_boundary(self.shape, self.m)
+        if self.boundary is None:
+            message = (
+                f"{name}: TT shape {self.shape} has no boundary between the output ({self.m}) and input ({self.n}) "
+                f"modes, so it can only run through the dense ΔW ({self.m}x{self.n}, "
+                f"{self.m * self.n * 4 / 2**20:.1f} MiB in fp32) formed at every forward"
+            )
+            if strict:
+                raise TTShapeError(message + "; refused because strict=True (choose a shape whose leading modes "
+                                   f"multiply to {self.m}, or shape=None)")
+            warn_once(f"dense/{self.shape}/{self.m}x{self.n}", "ttkernels: " + message)
+            record_choice(f"{name} {self.shape}", "dense ΔW (no in/out boundary)")
+
+        self.base_layer = base
+        for p in base.parameters():
+            p.requires_grad_(False)
+        device = next((p.device for p in base.parameters()), torch.device("cpu"))
+        self.cores = nn.ParameterList(
+            nn.Parameter(torch.empty(self.ranks[i], k, self.ranks[i + 1], device=device, dtype=dtype))
+            for i, k in enumerate(self.shape)
+        )
+        self.merged = False
+        self.reset_parameters(init)
+
+    @torch.no_grad()
+    def reset_parameters(self, init: InitMode = "zero") -> None:
+        """Core i ~ N(0, 1/r_i) (right bond rank), which keeps the contracted factors at unit-order scale.
+
+        "zero" then zeroes the last core: ΔW = B·A = 0 because A = 0, while dL/dA = α(dy B)ᵀx is non-zero,
+        so the last core moves on the first step and every other core gets gradient from the next one on
+        (the TT analogue of LoRA's B = 0).
+        """
+        for i, core in enumerate(self.cores):
+            core.normal_(0.0, 1.0 / math.sqrt(self.ranks[i + 1]))
+        if init == "zero":
+            self.cores[-1].zero_()
+
+    @property
+    def factor_rank(self) -> int | None:
+        """R: the bond rank at the in/out boundary (None for the dense path)."""
+        return None if self.boundary is None else factor_rank(self.shape, self.ranks, self.boundary)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The base layer's (frozen) weight, so code that reads ``module.weight`` keeps working."""
+        return self.base_layer.weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return getattr(self.base_layer, "bias", None)
+
+    def get_base_layer(self) -> nn.Module:
+        base = self.base_layer
+        while isinstance(base, TTLinear):
+            base = base.base_layer
+        return base
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A (R, n), B (m, R)) with B @ A == ΔW; differentiable w.r.t. the cores."""
+        if self.boundary is None:
+            raise TTShapeError(f"{self.layer_name}: shape {self.shape} has no in/out boundary, so no factors exist")
+        return contract_factors(list(self.cores), self.boundary)
+
+    def delta_weight(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The dense m x n ΔW (for tests, merging and inspection only; never used by the fast path)."""
+        return dense_delta_weight(list(self.cores), self.m, self.n, dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.merged:
+            return self.base_layer(x)
+        if x.shape[-1] != self.n:
+            raise ValueError(f"{self.layer_name}: input has {x.shape[-1]} features, the layer expects {self.n}")
+        if self.boundary is None:
+            delta = self.delta_weight().to(x.dtype)
+            return self.base_layer(x) + self.alpha * F.linear(x, delta)
+        A, B = self.factors()
+        if self.kind == "linear":
+            base = self.base_layer
+            return tt_linear(x, base.weight, base.bias, A, B, self.alpha, self.backend)
+        return tt_adapter(x, self.base_layer(x), A, B, self.alpha, self.backend)
+
+    def _weight_update(self, weight: torch.Tensor) -> torch.Tensor:
+        delta = self.alpha * self.delta_weight(torch.float32 if weight.dtype != torch.float64 else torch.float64)
+        if self.kind == "conv1d":
+            delta = delta.t()
+        return delta.to(weight.device)
+
+    @torch.no_grad()
+    def merge(self, safe_merge: bool = False) -> None:
+        """Fold α·ΔW into the base weight (inference without adapter cost). ``safe_merge`` checks for NaN/inf first."""
+        if self.merged:
+            warn_once(f"merge-twice/{id(self)}", f"ttkernels: {self.layer_name} is already merged; nothing to do")
+            return
+        if self.kind == "adapter":
+            raise TypeError(f"{self.layer_name}: cannot merge into a {type(self.base_layer).__name__} base")
+        weight = self.base_layer.weight
+        merged = (weight.to(torch.float64 if weight.dtype == torch.float64 else torch.float32)
+                  + self._weight_update(weight))
+        if safe_merge and not torch.isfinite(merged).all():
+            raise ValueError(f"{self.layer_name}: merging would put NaN/inf into the base weight; refused")
+        weight.copy_(merged.to(weight.dtype))
+        self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Subtract α·ΔW from the base weight again (restores W0 up to rounding in its dtype)."""
+        if not self.merged:
+            warn_once(f"unmerge/{id(self)}", f"ttkernels: {self.layer_name} is not merged; nothing to unmerge")
+            return
+        weight = self.base_layer.weight
+        restored = weight.to(torch.float64 if weight.dtype == torch.float64 else torch.float32) - self._weight_update(
+            weight
+        )
+        weight.copy_(restored.to(weight.dtype))
+        self.merged = False
+
+    def extra_repr(self) -> str:
+        path = "dense ΔW" if self.boundary is None else f"factors R={self.factor_rank}"
+        return (
+            f"{self.n} -> {self.m}, shape={self.shape}, ranks={self.ranks[1:-1]}, alpha={self.alpha}, "
+            f"params={sum(c.numel() for c in self.cores)}, base={self.kind}, {path}, merged={self.merged}"
+        )

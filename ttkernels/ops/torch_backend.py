@@ -1,0 +1,86 @@
+"""The ``torch`` backend: the efficient factor path in plain PyTorch (any device, any float dtype).
+
+It follows the backend contract in :mod:`ttkernels.backends`. It never forms the m x n ΔW: the adapter costs
+two skinny GEMMs, ``z = x Aᵀ`` (T x R) and ``z Bᵀ`` (T x m). Low-precision inputs run their GEMMs in the
+activation dtype (fp32 accumulation inside the BLAS), with A and B cast once per call; z is kept in fp32.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+NAME = "torch"
+
+
+def available() -> str | None:
+    return None
+
+
+def not_supported_reasons(
+    x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, bias: torch.Tensor | None
+) -> list[str]:
+    reasons = []
+    if not x.is_floating_point():
+        reasons.append(f"x must be a floating-point tensor, got {x.dtype}")
+    return reasons
+
+
+def _z_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _adapter(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    z = x @ A.to(x.dtype).t()  # (T, R)
+    delta = (z @ B.to(x.dtype).t()) * alpha  # (T, m)
+    return delta, z.to(_z_dtype(x))
+
+
+def linear_fwd(
+    x: torch.Tensor,  # (T, n)
+    weight: torch.Tensor,  # (m, n)
+    bias: torch.Tensor | None,  # (m,)
+    A: torch.Tensor,  # (R, n)
+    B: torch.Tensor,  # (m, R)
+    alpha: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    delta, z = _adapter(x, A, B, alpha)
+    return F.linear(x, weight, bias) + delta, z
+
+
+def adapter_fwd(
+    x: torch.Tensor,  # (T, n)
+    base_out: torch.Tensor,  # (T, m)
+    A: torch.Tensor,
+    B: torch.Tensor,
+    alpha: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    delta, z = _adapter(x, A, B, alpha)
+    return base_out + delta.to(base_out.dtype), z
+
+
+def linear_bwd(
+    dy: torch.Tensor,  # (T, m)
+    x: torch.Tensor,  # (T, n)
+    z: torch.Tensor,  # (T, R) fp32
+    weight: torch.Tensor | None,  # (m, n) or None for the adapter-only path
+    A: torch.Tensor,
+    B: torch.Tensor,
+    alpha: float,
+    need_dx: bool,
+    need_dA: bool,
+    need_dB: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    dx = dA = dB = None
+    if need_dx or need_dA:
+        dyB = dy @ B.to(dy.dtype)  # (T, R)
+    if need_dx:
+        dx = (dyB * alpha) @ A.to(dy.dtype)
+        if weight is not None:
+            dx = dx + dy @ weight
+        dx = dx.to(x.dtype)
+    if need_dA:
+        dA = (alpha * (dyB.t() @ x)).to(A.dtype)  # GEMM in the activation dtype: no T x n upcast copy
+    if need_dB:
+        dB = (alpha * (dy.t() @ z.to(dy.dtype))).to(B.dtype)
+    return dx, dA, dB
