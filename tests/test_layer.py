@@ -1,0 +1,228 @@
+"""TTLinear against the float64 dense-ΔW oracle (independent contraction), gradients, init, merge, bad input."""
+
+import logging
+import math
+import random
+
+import pytest
+import torch
+from torch import nn
+from utils import TOLERANCES, assert_close_verbose, max_rel_err
+
+from ttkernels import TTLinear, TTShapeError
+from ttkernels.ops import contract_factors, dense_delta_weight
+from ttkernels.shapes import find_boundary
+
+
+def _random_factors(x: int, count: int, rng: random.Random) -> list[int]:
+    """Split x into `count` factors >= 2 (x must have at least `count` prime factors)."""
+    primes, f, y = [], 2, x
+    while y > 1:
+        while y % f == 0:
+            primes.append(f)
+            y //= f
+        f += 1
+    rng.shuffle(primes)
+    groups = [[p] for p in primes[:count]]
+    for p in primes[count:]:
+        rng.choice(groups).append(p)
+    return [math.prod(g) for g in groups]
+
+
+def random_case(seed: int) -> dict:
+    """A random TT layer case: d in 2..12, sometimes a boundary inside a mode, random inner ranks."""
+    rng = random.Random(seed)
+    d_out, d_in = rng.randint(1, 6), rng.randint(1, 6)
+    m = rng.choice([2**d_out * 3, 2**d_out * 5, 2 ** (d_out + 1), 2**d_out * 7])
+    n = rng.choice([2**d_in * 3, 2 ** (d_in + 2), 2**d_in * 5])
+    out_f, in_f = _random_factors(m, d_out, rng), _random_factors(n, d_in, rng)
+    if rng.random() < 0.35 and len(out_f) + len(in_f) > 2:
+        shape = out_f[:-1] + [out_f[-1] * in_f[0]] + in_f[1:]  # boundary inside a mode
+    else:
+        shape = out_f + in_f
+    ranks = [rng.randint(1, 4) for _ in range(len(shape) - 1)]
+    return {"m": m, "n": n, "shape": shape, "rank": ranks, "bias": rng.random() < 0.5, "seed": seed}
+
+
+CASES = [random_case(s) for s in range(24)]
+CASES += [
+    {"m": 2304, "n": 768, "shape": [32, 12, 3, 4, 12, 32], "rank": 3, "bias": True, "seed": 100},
+    {"m": 12, "n": 10, "shape": [12, 10], "rank": 3, "bias": False, "seed": 101},
+    {"m": 8, "n": 8, "shape": [2] * 6, "rank": [1, 2, 3, 3, 2], "bias": True, "seed": 102},
+    {"m": 64, "n": 64, "shape": [2] * 12, "rank": 2, "bias": True, "seed": 103},
+]
+
+
+def make_layer(case, dtype=torch.float32, core_dtype=torch.float32, init="gaussian", **kw) -> TTLinear:
+    torch.manual_seed(case["seed"])
+    base = nn.Linear(case["n"], case["m"], bias=case["bias"]).to(dtype)
+    return TTLinear(base, shape=case["shape"], rank=case["rank"], alpha=1.7, init=init, dtype=core_dtype, **kw)
+
+
+def oracle(layer: TTLinear, x: torch.Tensor, cores=None) -> torch.Tensor:
+    """y in float64 from the dense ΔW built by the independent tensordot contraction."""
+    cores = [c.double() for c in (cores if cores is not None else layer.cores)]
+    W = layer.base_layer.weight.double() + layer.alpha * dense_delta_weight(cores, layer.m, layer.n)
+    y = x.double() @ W.t()
+    return y if layer.base_layer.bias is None else y + layer.base_layer.bias.double()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c['m']}x{c['n']}-{c['shape']}" for c in CASES])
+def test_factors_multiply_to_delta_w(case):
+    layer = make_layer(case, torch.float64, torch.float64)
+    boundary = find_boundary(layer.shape, layer.m)
+    if boundary is None:
+        pytest.skip("shape has no boundary (dense path)")
+    A, B = contract_factors(list(layer.cores), boundary)
+    assert A.shape == (layer.factor_rank, layer.n) and B.shape == (layer.m, layer.factor_rank)
+    torch.testing.assert_close(B @ A, dense_delta_weight(list(layer.cores), layer.m, layer.n), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("case", CASES, ids=[f"{c['m']}x{c['n']}-{c['shape']}" for c in CASES])
+def test_forward_and_grads_match_oracle(case, dtype):
+    core_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    layer = make_layer(case, dtype, core_dtype)
+    lead = [(1,), (2, 3), (5,)][case["seed"] % 3]  # 1 token, 3-D input, a few tokens
+    x = torch.randn(*lead, layer.n, dtype=dtype, requires_grad=True)
+    y = layer(x)
+    assert y.dtype == dtype and y.shape == (*lead, layer.m)
+
+    cores64 = [c.detach().double().requires_grad_(True) for c in layer.cores]
+    x64 = x.detach().double().requires_grad_(True)
+    y64 = oracle(layer, x64, cores64)
+    assert_close_verbose(y, y64, dtype, "y")
+
+    g = torch.randn_like(y64)
+    (y.double() * g).sum().backward()
+    (y64 * g).sum().backward()
+    assert_close_verbose(x.grad, x64.grad, dtype, "dx", grad=True)
+    for i, (c, c64) in enumerate(zip(layer.cores, cores64)):
+        assert_close_verbose(c.grad, c64.grad, dtype, f"dcore[{i}]", grad=True)
+    assert layer.base_layer.weight.grad is None
+    if layer.base_layer.bias is not None:
+        assert layer.base_layer.bias.grad is None
+
+
+@pytest.mark.parametrize("case", CASES[::4], ids=lambda c: f"{c['m']}x{c['n']}-{c['shape']}")
+def test_gradcheck_float64(case):
+    layer = make_layer(case, torch.float64, torch.float64)
+    x = torch.randn(3, layer.n, dtype=torch.float64, requires_grad=True)
+    cores = list(layer.cores)
+    names = [f"cores.{i}" for i in range(len(cores))]
+
+    def functional(x, *cs):
+        return torch.func.functional_call(layer, dict(zip(names, cs)), (x,))
+
+    inputs = (x, *[c.detach().clone().requires_grad_(True) for c in cores])
+    assert torch.autograd.gradcheck(functional, inputs, eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+def test_low_precision_error_close_to_torch_matmul():
+    case = {"m": 48, "n": 40, "shape": [6, 8, 8, 5], "rank": 4, "bias": True, "seed": 7}
+    layer = make_layer(case, torch.bfloat16)
+    x = torch.randn(16, 40, dtype=torch.bfloat16)
+    ref = oracle(layer, x)
+    dense_bf16 = (x @ (layer.base_layer.weight.double() + layer.alpha * layer.delta_weight(torch.float64))
+                  .to(torch.bfloat16).t() + layer.base_layer.bias)
+    assert max_rel_err(layer(x), ref) <= 2 * max_rel_err(dense_bf16, ref) + TOLERANCES[torch.bfloat16][0]
+
+
+def test_zero_init_is_identity_and_all_cores_learn():
+    torch.manual_seed(0)
+    base = nn.Linear(32, 24)
+    layer = TTLinear(base, shape=[4, 6, 4, 8], rank=3, alpha=2.0)
+    assert torch.count_nonzero(layer.delta_weight()) == 0
+    x = torch.randn(10, 32)
+    assert torch.equal(layer(x), base(x))
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+    target = torch.randn(10, 24)
+    grads_seen = [False] * len(layer.cores)
+    for _ in range(3):
+        opt.zero_grad()
+        ((layer(x) - target) ** 2).mean().backward()
+        for i, c in enumerate(layer.cores):
+            grads_seen[i] |= bool(c.grad.abs().sum() > 0)
+        opt.step()
+    assert all(grads_seen), grads_seen
+    assert torch.count_nonzero(layer.delta_weight()) > 0
+
+
+def test_cores_are_float32_whatever_the_base_dtype():
+    layer = TTLinear(nn.Linear(16, 16).to(torch.bfloat16), shape=[4, 4, 4, 4], rank=2)
+    assert all(c.dtype == torch.float32 for c in layer.cores)
+    assert layer(torch.randn(3, 16, dtype=torch.bfloat16)).dtype == torch.bfloat16
+
+
+def test_merge_unmerge_round_trip():
+    case = {"m": 24, "n": 32, "shape": [4, 6, 4, 8], "rank": 3, "bias": True, "seed": 3}
+    layer = make_layer(case)
+    w0 = layer.base_layer.weight.detach().clone()
+    x = torch.randn(7, 32)
+    y = layer(x)
+    layer.merge(safe_merge=True)
+    assert layer.merged
+    torch.testing.assert_close(layer(x), y, atol=1e-5, rtol=1e-5)
+    layer.unmerge()
+    torch.testing.assert_close(layer.base_layer.weight, w0, atol=1e-6, rtol=0)
+    torch.testing.assert_close(layer(x), y, atol=1e-5, rtol=1e-5)
+
+
+def test_safe_merge_refuses_non_finite():
+    layer = make_layer({"m": 8, "n": 8, "shape": [8, 8], "rank": 2, "bias": False, "seed": 1})
+    with torch.no_grad():
+        layer.cores[0].fill_(float("nan"))
+    w0 = layer.base_layer.weight.detach().clone()
+    with pytest.raises(ValueError, match="NaN"):
+        layer.merge(safe_merge=True)
+    assert torch.equal(layer.base_layer.weight, w0) and not layer.merged
+
+
+def test_unmerge_without_merge_warns(caplog):
+    layer = make_layer({"m": 8, "n": 8, "shape": [8, 8], "rank": 2, "bias": False, "seed": 2})
+    with caplog.at_level(logging.WARNING, logger="ttkernels"):
+        layer.unmerge()
+    assert "not merged" in caplog.text
+
+
+def test_dense_path_warns_once_and_strict_refuses(caplog):
+    base = nn.Linear(768, 768)
+    with caplog.at_level(logging.WARNING, logger="ttkernels"):
+        layer = TTLinear(base, shape=[64, 16, 9, 64], rank=2, init="gaussian")
+    assert "dense ΔW (768x768" in caplog.text
+    x = torch.randn(2, 768)
+    assert_close_verbose(layer(x), oracle(layer, x), torch.float32, "dense path y")
+    with pytest.raises(TTShapeError, match="strict=True"):
+        TTLinear(base, shape=[64, 16, 9, 64], rank=2, strict=True)
+
+
+def test_bad_inputs_give_clear_errors():
+    layer = TTLinear(nn.Linear(16, 8), shape=[8, 16], rank=2)
+    with pytest.raises(ValueError, match="input has 12 features, the layer expects 16"):
+        layer(torch.randn(2, 12))
+    with pytest.raises(RuntimeError, match="float64 but the base weight is torch.float32"):
+        layer(torch.randn(2, 16, dtype=torch.float64))
+    with pytest.raises(ValueError, match="alpha"):
+        TTLinear(nn.Linear(16, 8), shape=[8, 16], rank=2, alpha=float("nan"))
+    with pytest.raises(ValueError, match="init"):
+        TTLinear(nn.Linear(16, 8), shape=[8, 16], rank=2, init="xavier")
+    with pytest.raises(TypeError, match="linear layers"):
+        TTLinear(nn.Conv2d(3, 3, 3))
+    with pytest.raises(ValueError, match="unknown backend"):
+        TTLinear(nn.Linear(16, 8), backend="tpu")
+
+
+def test_adapter_only_base_and_subclassed_linear():
+    class ScaledLinear(nn.Linear):  # a wrapped base whose forward is not nn.Linear's
+        def forward(self, x):
+            return 2.0 * super().forward(x)
+
+    base = ScaledLinear(20, 12)
+    layer = TTLinear(base, shape=[12, 20], rank=3, init="gaussian")
+    assert layer.kind == "adapter"
+    x = torch.randn(4, 20, requires_grad=True)
+    y = layer(x)
+    expected = base(x.detach()).double() + layer.alpha * x.detach().double() @ layer.delta_weight(torch.float64).t()
+    assert_close_verbose(y, expected, torch.float32, "adapter-only y")
+    y.sum().backward()
+    assert x.grad is not None and all(c.grad is not None for c in layer.cores)
