@@ -202,7 +202,7 @@ def test_bad_inputs_give_clear_errors():
     layer = TTLinear(nn.Linear(16, 8), shape=[8, 16], rank=2)
     with pytest.raises(ValueError, match="input has 12 features, the layer expects 16"):
         layer(torch.randn(2, 12))
-    with pytest.raises(RuntimeError, match="float64 but the base weight is torch.float32"):
+    with pytest.raises(TypeError, match="float64 but the base weight is torch.float32"):
         layer(torch.randn(2, 16, dtype=torch.float64))
     with pytest.raises(ValueError, match="alpha"):
         TTLinear(nn.Linear(16, 8), shape=[8, 16], rank=2, alpha=float("nan"))

@@ -17,16 +17,16 @@ __all__ = ["contract_factors", "dense_delta_weight", "tt_adapter", "tt_linear", 
 
 
 def _check_factors(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, m: int) -> None:
+    # Plain `if ... raise` (not torch._check with closures) so that Dynamo traces these without graph breaks.
     n = x.shape[-1]
-    torch._check(A.dim() == 2 and A.shape[1] == n, lambda: f"A must be (R, n={n}), got {tuple(A.shape)}")
-    torch._check(
-        B.dim() == 2 and B.shape == (m, A.shape[0]), lambda: f"B must be (m={m}, R={A.shape[0]}), got {tuple(B.shape)}"
-    )
-    torch._check(
-        x.device == A.device == B.device,
-        lambda: f"x, A and B must be on one device, got x on {x.device}, A on {A.device}, B on {B.device}",
-    )
-    torch._check(x.is_floating_point(), lambda: f"x must be floating point, got {x.dtype}")
+    if A.dim() != 2 or A.shape[1] != n:
+        raise ValueError(f"A must be (R, n={n}), got {tuple(A.shape)}")
+    if B.dim() != 2 or B.shape[0] != m or B.shape[1] != A.shape[0]:
+        raise ValueError(f"B must be (m={m}, R={A.shape[0]}), got {tuple(B.shape)}")
+    if not (x.device == A.device == B.device):
+        raise ValueError(f"x, A and B must be on one device, got x on {x.device}, A on {A.device}, B on {B.device}")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be floating point, got {x.dtype}")
 
 
 def tt_linear(
@@ -40,10 +40,12 @@ def tt_linear(
 ) -> torch.Tensor:  # (..., m)
     """Fused frozen Linear + TT adapter: ``x @ weight.T + bias + alpha * (x @ A.T) @ B.T``."""
     m, n = weight.shape
-    torch._check(x.shape[-1] == n, lambda: f"x has {x.shape[-1]} features but weight is {m}x{n} (expects {n})")
-    torch._check(
-        x.dtype == weight.dtype, lambda: f"x is {x.dtype} but the base weight is {weight.dtype}; cast one of them"
-    )
+    if x.shape[-1] != n:
+        raise ValueError(f"x has {x.shape[-1]} features but weight is {m}x{n} (expects {n})")
+    if x.dtype != weight.dtype:
+        raise TypeError(f"x is {x.dtype} but the base weight is {weight.dtype}; cast one of them")
+    if x.device != weight.device:
+        raise ValueError(f"x is on {x.device} but the base weight is on {weight.device}")
     _check_factors(x, A, B, m)
     lead = x.shape[:-1]
     y, _ = torch.ops.ttkernels.tt_linear_fwd(
@@ -62,10 +64,8 @@ def tt_adapter(
 ) -> torch.Tensor:  # (..., m)
     """TT adapter on top of any base output: ``base_out + alpha * (x @ A.T) @ B.T``."""
     n, m = x.shape[-1], base_out.shape[-1]
-    torch._check(
-        base_out.shape[:-1] == x.shape[:-1],
-        lambda: f"base_out leading dims {tuple(base_out.shape[:-1])} differ from x's {tuple(x.shape[:-1])}",
-    )
+    if base_out.shape[:-1] != x.shape[:-1]:
+        raise ValueError(f"base_out leading dims {tuple(base_out.shape[:-1])} differ from x's {tuple(x.shape[:-1])}")
     _check_factors(x, A, B, m)
     lead = x.shape[:-1]
     y, _ = torch.ops.ttkernels.tt_adapter_fwd(
