@@ -55,3 +55,27 @@ def random_cores(shape: list[int], ranks: list[int], dtype=torch.float64, scale:
         torch.randn(ranks[i], k, ranks[i + 1], dtype=dtype) / ranks[i + 1] ** 0.5 * (scale if i == 0 else 1.0)
         for i, k in enumerate(shape)
     ]
+
+
+def tiny_hf_model(kind: str, *, seed: int = 0):
+    """A tiny randomly initialised HF transformers model built from a config (no download)."""
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    common = {"vocab_size": 96, "num_hidden_layers": 2}
+    if kind == "llama":
+        cfg = tf.LlamaConfig(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2,
+                             pad_token_id=0, **common)
+        return tf.LlamaForCausalLM(cfg)
+    if kind == "gpt2":
+        cfg = tf.GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=96, bos_token_id=1, eos_token_id=2)
+        return tf.GPT2LMHeadModel(cfg)
+    configs = {
+        "bert": tf.BertConfig,
+        "roberta": tf.RobertaConfig,
+        "deberta-v2": tf.DebertaV2Config,
+        "deberta": tf.DebertaConfig,
+    }
+    cfg = configs[kind](hidden_size=32, intermediate_size=64, num_attention_heads=4, num_labels=3, pad_token_id=0,
+                        **common)
+    return tf.AutoModelForSequenceClassification.from_config(cfg)

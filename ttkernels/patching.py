@@ -114,32 +114,41 @@ def patch(
             f"Examples of module names: {[n for n, _ in model.named_modules() if n][:8]}"
         )
 
-    requires_grad = {n: p.requires_grad for n, p in model.named_parameters()}
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for name, target in chosen:
-        layer = TTLinear(
-            model.get_submodule(name),
-            shape=config.shape_for(name, target),
-            rank=config.rank_for(name, target),
-            alpha=config.alpha,
-            init=config.init,  # type: ignore[arg-type]
-            strict=config.strict,
-            dtype=config.torch_core_dtype,
-            backend=config.backend,
-            name=name,
-        )
-        _set_submodule(model, name, layer)
-
-    saved_modules = []
+    saved_modules = []  # validated before anything changes, so a bad name leaves the model untouched
     for suffix in config.modules_to_save or []:
         found = [n for n, _ in model.named_modules() if n and _suffix_match(n, suffix)]
         if not found:
             raise ValueError(f"modules_to_save: no module of {type(model).__name__} is named {suffix!r}")
-        for n in found:
-            for p in model.get_submodule(n).parameters():
-                p.requires_grad_(True)
         saved_modules.extend(found)
+
+    requires_grad = {n: p.requires_grad for n, p in model.named_parameters()}
+    try:  # build every layer before touching the model, so a bad shape/rank leaves it as it was
+        for p in model.parameters():
+            p.requires_grad_(False)
+        layers = [
+            (name, TTLinear(
+                model.get_submodule(name),
+                shape=config.shape_for(name, target),
+                rank=config.rank_for(name, target),
+                alpha=config.alpha,
+                init=config.init,  # type: ignore[arg-type]
+                strict=config.strict,
+                dtype=config.torch_core_dtype,
+                backend=config.backend,
+                name=name,
+            ))
+            for name, target in chosen
+        ]
+    except Exception:
+        for n, p in model.named_parameters():
+            p.requires_grad_(requires_grad[n])
+        raise
+    for name, layer in layers:
+        _set_submodule(model, name, layer)
+
+    for n in saved_modules:
+        for p in model.get_submodule(n).parameters():
+            p.requires_grad_(True)
 
     setattr(model, _STATE_ATTR, PatchState(config, requires_grad, saved_modules))
     logger.info("ttkernels: patched %d layers of %s: %s", len(chosen), type(model).__name__, [n for n, _ in chosen])
