@@ -228,3 +228,14 @@ def test_adapter_only_base_and_subclassed_linear():
     assert_close_verbose(y, expected, torch.float32, "adapter-only y")
     y.sum().backward()
     assert x.grad is not None and all(c.grad is not None for c in layer.cores)
+
+
+def test_readme_worked_example():
+    """README: a 4x6 layer, shape [2, 2, 2, 3], rank 2; row i = 2*i1 + i2, column j = 3*i3 + i4."""
+    layer = TTLinear(nn.Linear(6, 4), shape=[2, 2, 2, 3], rank=2, init="gaussian", dtype=torch.float64)
+    assert sum(c.numel() for c in layer.cores) == 26
+    c1, c2, c3, c4 = layer.cores
+    expected = c1[0, 1, :] @ c2[:, 1, :] @ c3[:, 1, :] @ c4[:, 1, 0]
+    torch.testing.assert_close(layer.delta_weight()[3, 4], expected)
+    A, B = layer.factors()
+    torch.testing.assert_close((B @ A)[3, 4], expected)
