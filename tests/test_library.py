@@ -114,3 +114,16 @@ def test_forward_and_backward_never_form_delta_w(base):
         layer(x).sum().backward()
     assert probe.largest < m * n, f"an op produced {probe.largest} elements ({probe.where}); m*n = {m * n}"
     assert all(c.grad is not None for c in layer.cores)
+
+
+def test_autocast_runs_the_op_in_the_autocast_dtype():
+    layer = TTLinear(nn.Linear(16, 8), shape=[8, 16], rank=2, init="gaussian")
+    x = torch.randn(3, 16, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x)
+        expected = nn.functional.linear(x, layer.base_layer.weight, layer.base_layer.bias)
+    assert y.dtype == expected.dtype == torch.bfloat16
+    ref = x.double() @ (layer.base_layer.weight.double() + layer.alpha * layer.delta_weight(torch.float64)).t()
+    torch.testing.assert_close(y.double(), ref + layer.base_layer.bias.double(), rtol=3e-2, atol=3e-2)
+    y.float().sum().backward()
+    assert x.grad.dtype == torch.float32 and all(c.grad.dtype == torch.float32 for c in layer.cores)

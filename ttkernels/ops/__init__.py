@@ -29,6 +29,14 @@ def _check_factors(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, m: int) ->
         raise TypeError(f"x must be floating point, got {x.dtype}")
 
 
+def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """The autocast dtype active for x's device, if any (the ops then run in it, like F.linear would)."""
+    device = x.device.type
+    if device in ("cuda", "cpu", "xpu") and torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return None
+
+
 def tt_linear(
     x: torch.Tensor,  # (..., n)
     weight: torch.Tensor,  # (m, n)
@@ -40,6 +48,10 @@ def tt_linear(
 ) -> torch.Tensor:  # (..., m)
     """Fused frozen Linear + TT adapter: ``x @ weight.T + bias + alpha * (x @ A.T) @ B.T``."""
     m, n = weight.shape
+    cast = _autocast_dtype(x)
+    if cast is not None:  # autocast: activations, W0 and bias in the autocast dtype; A, B stay float32
+        x, weight = x.to(cast), weight.to(cast)
+        bias = None if bias is None else bias.to(cast)
     if x.shape[-1] != n:
         raise ValueError(f"x has {x.shape[-1]} features but weight is {m}x{n} (expects {n})")
     if x.dtype != weight.dtype:
@@ -64,6 +76,9 @@ def tt_adapter(
 ) -> torch.Tensor:  # (..., m)
     """TT adapter on top of any base output: ``base_out + alpha * (x @ A.T) @ B.T``."""
     n, m = x.shape[-1], base_out.shape[-1]
+    cast = _autocast_dtype(x)
+    if cast is not None:
+        x = x.to(cast)
     if base_out.shape[:-1] != x.shape[:-1]:
         raise ValueError(f"base_out leading dims {tuple(base_out.shape[:-1])} differ from x's {tuple(x.shape[:-1])}")
     _check_factors(x, A, B, m)

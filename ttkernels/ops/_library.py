@@ -42,7 +42,8 @@ def tt_linear_fwd(
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     impl = select(backend, x, A, B, bias)
-    return impl.linear_fwd(x, weight, bias, A, B, alpha)
+    with torch.autocast(x.device.type, enabled=False):  # the wrapper already applied autocast's casts
+        return impl.linear_fwd(x, weight, bias, A, B, alpha)
 
 
 @tt_linear_fwd.register_fake
@@ -60,7 +61,8 @@ def tt_adapter_fwd(
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     impl = select(backend, x, A, B, None)
-    return impl.adapter_fwd(x, base_out, A, B, alpha)
+    with torch.autocast(x.device.type, enabled=False):
+        return impl.adapter_fwd(x, base_out, A, B, alpha)
 
 
 @tt_adapter_fwd.register_fake
@@ -83,7 +85,8 @@ def tt_linear_bwd(
     need_dB: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     impl = select(backend, x, A, B, None)
-    dx, dA, dB = impl.linear_bwd(dy, x, z, weight, A, B, alpha, need_dx, need_dA, need_dB)
+    with torch.autocast(x.device.type, enabled=False):
+        dx, dA, dB = impl.linear_bwd(dy, x, z, weight, A, B, alpha, need_dx, need_dA, need_dB)
     return (
         dx if dx is not None else _empty(x),
         dA if dA is not None else _empty(A),
