@@ -127,3 +127,28 @@ def test_autocast_runs_the_op_in_the_autocast_dtype():
     torch.testing.assert_close(y.double(), ref + layer.base_layer.bias.double(), rtol=3e-2, atol=3e-2)
     y.float().sum().backward()
     assert x.grad.dtype == torch.float32 and all(c.grad.dtype == torch.float32 for c in layer.cores)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the compiled Triton path needs a CUDA device")
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+def test_compile_on_gpu_matches_eager(backend):
+    from ttkernels.backends import backend_status
+
+    if backend_status(backend) is not None:
+        pytest.skip(f"{backend}: {backend_status(backend)}")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(256, 512), nn.GELU(), nn.Linear(512, 256)).cuda().to(torch.bfloat16)
+    ttkernels.patch(model, targets=["0", "2"], rank=4, init="gaussian", backend=backend)
+    x = torch.randn(4, 33, 256, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    eager = model(x)
+    eager.float().sum().backward()
+    grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+    for p in model.parameters():
+        p.grad = None
+    torch._dynamo.reset()
+    out = torch.compile(model, fullgraph=True)(x)
+    torch.testing.assert_close(out, eager, rtol=2e-2, atol=2e-2)
+    out.float().sum().backward()
+    for g, p in zip(grads, [p for p in model.parameters() if p.requires_grad]):
+        torch.testing.assert_close(p.grad, g, rtol=2e-2, atol=2e-2)
