@@ -22,7 +22,13 @@ from ttkernels.ops import cuda as cuda_backend
 from ttkernels.ops import torch_backend
 
 GPU_REASON = cuda_backend.available()
-needs_gpu = pytest.mark.skipif(GPU_REASON is not None, reason=f"cuda backend unavailable: {GPU_REASON}")
+_skip_without_gpu = pytest.mark.skipif(GPU_REASON is not None, reason=f"cuda backend unavailable: {GPU_REASON}")
+
+
+def needs_gpu(test):
+    """Marked `gpu` (pyproject's marker) and skipped, with the reason, where the extension cannot run."""
+    return pytest.mark.gpu(_skip_without_gpu(test))
+
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 # (T tokens, n in, m out): a single token, odd sizes (scalar path), tails of every tile, 16-byte aligned widths
