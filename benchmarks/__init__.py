@@ -1,0 +1,1 @@
+"""Benchmarks for ttkernels (pytest-benchmark). See benchmarks/README.md."""

@@ -1,0 +1,102 @@
+"""Checks of the benchmark tooling itself (not benchmarks: ``--benchmark-only`` skips them, CI runs them).
+
+The floor model reproduces perf-notes §3; the report renders the committed results; gpu_check.sh parses.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from . import report
+from .floor import cost, floors, perf_notes_check
+from .shapes import BENCH_SETS, SHAPES, cases
+
+HERE = Path(__file__).resolve().parent
+H100 = (3.0e12, 800e12)  # perf-notes §3.3: bandwidth, bf16 dense rate
+
+
+def _ratio(provider: str, mode: str, shape: str, tokens: int = 8192) -> float:
+    spec = SHAPES[shape]
+    return floors(provider, mode, spec, tokens, 2, *H100)[1] / floors("base", mode, spec, tokens, 2, *H100)[1]
+
+
+def test_floor_model_matches_perf_notes() -> None:
+    assert perf_notes_check()["ok"]
+    assert _ratio("peft_lora_r8", "fwd", "llama.q-4096") == pytest.approx(1.46, abs=0.01)
+    assert _ratio("peft_lora_r8", "train", "llama.q-4096") == pytest.approx(1.52, abs=0.01)
+    assert _ratio("tt_einsum", "fwd", "llama.q-4096") == pytest.approx(1.54, abs=0.01)
+    assert _ratio("tt_einsum", "train", "llama.q-4096") == pytest.approx(1.65, abs=0.01)
+    assert _ratio("tt_triton", "fwd", "llama.q-4096") == pytest.approx(1.065, abs=0.005)
+    assert _ratio("tt_triton", "train", "llama.q-4096") == pytest.approx(1.10, abs=0.01)
+    assert _ratio("tt_triton", "fwd", "llama3.v-4096to1024") == pytest.approx(1.26, abs=0.01)
+    base = floors("base", "fwd", SHAPES["llama.q-4096"], 8192, 2, *H100)[0]
+    assert base * 1e6 == pytest.approx(343.6, abs=0.5)
+
+
+def test_merged_costs_the_base_forward() -> None:
+    spec = SHAPES["roberta.qv-768"]
+    for provider in ("peft_lora_r8", "tt_torch"):
+        assert cost(provider, "merged", spec, 16, 4) == cost("base", "fwd", spec, 16, 4)
+
+
+def test_sets_name_registered_shapes() -> None:
+    for name in BENCH_SETS:
+        assert cases(name), name
+
+
+def _latest_result() -> Path | None:
+    found = sorted((HERE / "results").glob("*.json"))
+    return found[-1] if found else None
+
+
+def test_report_renders_committed_results(tmp_path: Path) -> None:
+    path = _latest_result()
+    if path is None:
+        pytest.skip("no committed results under benchmarks/results/")
+    data = json.loads(path.read_text())
+    text = report.render_markdown(data, source=path.name)
+    assert "time ÷ base F.linear" in text and "time ÷ PEFT LoRA r=8" in text
+    assert "Command" in text and "Versions" in text
+    assert "ttk torch" in report.render_compact(data)
+    pytest.importorskip("matplotlib")
+    report.render_plot(data, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").stat().st_size > 10_000
+
+
+def test_report_handles_missing_providers() -> None:
+    data = {
+        "benchmarks": [
+            {
+                "stats": {"median": 2e-3, "iqr": 1e-4, "rounds": 5},
+                "extra_info": {
+                    "provider": p,
+                    "shape": "x",
+                    "tt_shape": [2, 2],
+                    "rank": 1,
+                    "tokens": 1,
+                    "mode": "fwd",
+                    "params": 4,
+                    "adapter_bytes_16bit": 8,
+                    "peak_mem_bytes": 0,
+                    "method": "",
+                    "floor_us": None,
+                },
+            }
+            for p in ("base", "tt_torch")
+        ]
+    }
+    text = report.render_markdown(data)
+    assert "| x [2,2] r1 | 1 | 1.00× |" in text  # ttk torch ÷ base
+    assert "| x [2,2] r1 | 1 | — | — |" in text  # ÷ PEFT LoRA r=8: not measured
+
+
+def test_gpu_check_script_parses() -> None:
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("bash not found")
+    subprocess.run([bash, "-n", str(HERE / "gpu_check.sh")], check=True)
