@@ -467,7 +467,11 @@ def main(argv: list[str] | None = None) -> int:
     md = args.md or args.json.with_suffix(".md")
     png = None if args.no_plot else (args.png or args.json.with_suffix(".png"))
     if png is not None:
-        render_plot(data, png)
+        try:
+            render_plot(data, png)
+        except ImportError as exc:  # matplotlib is in the [bench] extra
+            print(f"no plot: {exc}", file=sys.stderr)
+            png = None
     text = render_markdown(data, source=args.json.name, plot=png.name if png else None)
     md.write_text(text + "\n")
     if args.print:
