@@ -239,3 +239,19 @@ def test_readme_worked_example():
     torch.testing.assert_close(layer.delta_weight()[3, 4], expected)
     A, B = layer.factors()
     torch.testing.assert_close((B @ A)[3, 4], expected)
+
+
+def test_factor_cache_under_no_grad_follows_core_updates():
+    layer = TTLinear(nn.Linear(16, 12), shape=[3, 4, 4, 4], rank=2, init="gaussian")
+    x = torch.randn(2, 16)
+    with torch.no_grad():
+        y1 = layer(x)
+        assert torch.equal(layer(x), y1)
+        layer.cores[1].mul_(2.0)  # an in-place update (as an optimiser makes) must invalidate the cache
+        y2 = layer(x)
+    expected = oracle(layer, x)
+    assert_close_verbose(y2, expected, torch.float32, "y after core update")
+    assert not torch.allclose(y1, y2)
+    layer.load_state_dict({k: v.clone() * 0.5 for k, v in layer.state_dict().items()})
+    with torch.no_grad():
+        assert_close_verbose(layer(x), oracle(layer, x), torch.float32, "y after load_state_dict")

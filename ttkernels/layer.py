@@ -153,6 +153,18 @@ class TTLinear(nn.Module):
             raise TTShapeError(f"{self.layer_name}: shape {self.shape} has no in/out boundary, so no factors exist")
         return contract_factors(list(self.cores), self.boundary)
 
+    def _factors_for_forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """factors(), reused across calls while no gradient is recorded and the cores are unchanged (decode)."""
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            self._factor_cache = None
+            return self.factors()
+        key = tuple((c.data_ptr(), c._version) for c in self.cores)
+        cache = getattr(self, "_factor_cache", None)
+        if cache is None or cache[0] != key:
+            cache = (key, self.factors())
+            self._factor_cache = cache
+        return cache[1]
+
     def delta_weight(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         """The dense m x n ΔW (for tests, merging and inspection only; never used by the fast path)."""
         return dense_delta_weight(list(self.cores), self.m, self.n, dtype)
@@ -163,9 +175,11 @@ class TTLinear(nn.Module):
         if x.shape[-1] != self.n:
             raise ValueError(f"{self.layer_name}: input has {x.shape[-1]} features, the layer expects {self.n}")
         if self.boundary is None:
-            delta = self.delta_weight().to(x.dtype)
-            return self.base_layer(x) + self.alpha * F.linear(x, delta)
-        A, B = self.factors()
+            delta = self.alpha * self.delta_weight().to(x.dtype)
+            if self.kind == "linear":  # one GEMM with the updated weight instead of two
+                return F.linear(x, self.base_layer.weight + delta, self.base_layer.bias)
+            return self.base_layer(x) + F.linear(x, delta)
+        A, B = self._factors_for_forward()
         if self.kind == "linear":
             base = self.base_layer
             return tt_linear(x, base.weight, base.bias, A, B, self.alpha, self.backend)

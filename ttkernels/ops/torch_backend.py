@@ -30,10 +30,8 @@ def _z_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def _adapter(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
-    z = x @ A.to(x.dtype).t()  # (T, R)
-    delta = (z @ B.to(x.dtype).t()) * alpha  # (T, m)
-    return delta, z.to(_z_dtype(x))
+# Outputs are built with addmm into one buffer (no separate T x m "delta" temporaries): this keeps the peak
+# memory of a training step at the level of the base layer's own.
 
 
 def linear_fwd(
@@ -44,8 +42,10 @@ def linear_fwd(
     B: torch.Tensor,  # (m, R)
     alpha: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    delta, z = _adapter(x, A, B, alpha)
-    return F.linear(x, weight, bias) + delta, z
+    z = x @ A.to(x.dtype).t()  # (T, R)
+    y = F.linear(x, weight, bias)
+    y.addmm_(z, B.to(x.dtype).t(), alpha=alpha)
+    return y, z.to(_z_dtype(x))
 
 
 def adapter_fwd(
@@ -55,8 +55,9 @@ def adapter_fwd(
     B: torch.Tensor,
     alpha: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    delta, z = _adapter(x, A, B, alpha)
-    return base_out + delta.to(base_out.dtype), z
+    z = x @ A.to(x.dtype).t()
+    y = torch.addmm(base_out, z.to(base_out.dtype), B.to(base_out.dtype).t(), alpha=alpha)
+    return y, z.to(_z_dtype(x))
 
 
 def linear_bwd(
@@ -72,15 +73,18 @@ def linear_bwd(
     need_dB: bool,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     dx = dA = dB = None
+    dy = dy.to(x.dtype)
     if need_dx or need_dA:
         dyB = dy @ B.to(dy.dtype)  # (T, R)
     if need_dx:
-        dx = (dyB * alpha) @ A.to(dy.dtype)
+        A_act = A.to(dy.dtype)
         if weight is not None:
-            dx = dx + dy @ weight
-        dx = dx.to(x.dtype)
+            dx = dy @ weight.to(dy.dtype)
+            dx.addmm_(dyB, A_act, alpha=alpha)
+        else:
+            dx = (dyB @ A_act).mul_(alpha)
     if need_dA:
-        dA = (alpha * (dyB.t() @ x)).to(A.dtype)  # GEMM in the activation dtype: no T x n upcast copy
+        dA = (dyB.t() @ x).mul_(alpha).to(A.dtype)  # GEMM in the activation dtype: no T x n upcast copy
     if need_dB:
-        dB = (alpha * (dy.t() @ z.to(dy.dtype))).to(B.dtype)
+        dB = (dy.t() @ z.to(dy.dtype)).mul_(alpha).to(B.dtype)
     return dx, dA, dB
