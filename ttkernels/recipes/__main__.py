@@ -1,0 +1,146 @@
+"""``python -m ttkernels.recipes {finetune,compare,search,plot}``: the recipes from the command line.
+
+    python -m ttkernels.recipes finetune --method tt --model minilm --data tweets
+    python -m ttkernels.recipes compare --methods tt lora full head --seeds 0 1 2 --out results/minilm-tweets
+    python -m ttkernels.recipes search --trials 24 --out results/minilm-tweets/search
+    python -m ttkernels.recipes plot results/minilm-tweets
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import typing
+from dataclasses import MISSING, fields
+from typing import Any
+
+from .finetune import FinetuneConfig
+
+_HELP = {
+    "method": "tt | lora | full | head",
+    "model": "minilm | smollm2 | tiny-bert",
+    "data": "tweets | tweets-binary | drugreview | synthetic",
+    "task": "seq-cls | causal-lm",
+    "shape": "TT shape: 'auto' (default), 'auto:<max_mode>', or mode sizes like 24x16x16x24",
+    "rank": "TT rank",
+    "alpha": "TT alpha (scale of ΔW)",
+    "learning_rate": "learning rate (default: per method, see DEFAULT_LR)",
+    "targets": "module-name suffixes to adapt (default: the model type's, e.g. query value)",
+    "train_size": "training examples (first of the fixed split; 'all' for all)",
+}
+
+
+def _parse_optional_int(text: str) -> int | None:
+    return None if text.lower() in ("none", "all") else int(text)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One ``--flag`` per FinetuneConfig field (defaults from the dataclass)."""
+    hints = typing.get_type_hints(FinetuneConfig)
+    for f in fields(FinetuneConfig):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else None
+        hint = str(hints[f.name])
+        help_text = _HELP.get(f.name, "") + f" (default: {default})"
+        if hint == "<class 'bool'>":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+        elif f.name == "targets":
+            parser.add_argument(flag, nargs="+", default=None, help=help_text)
+        elif f.name == "rank":
+            parser.add_argument(flag, type=int, default=default, help=help_text)
+        elif "int | None" in hint:
+            parser.add_argument(flag, type=_parse_optional_int, default=default, help=help_text)
+        elif "float | None" in hint:
+            parser.add_argument(flag, type=float, default=default, help=help_text)
+        elif hint in ("<class 'int'>", "<class 'float'>"):
+            parser.add_argument(flag, type=int if "int" in hint else float, default=default, help=help_text)
+        else:
+            parser.add_argument(flag, type=str, default=default, help=help_text)
+
+
+def config_from_args(args: argparse.Namespace, **overrides: Any) -> FinetuneConfig:
+    values = {f.name: getattr(args, f.name) for f in fields(FinetuneConfig) if hasattr(args, f.name)}
+    if values.get("shape") in ("auto", "none", "None"):
+        values["shape"] = None
+    values.update(overrides)
+    return FinetuneConfig(**values)
+
+
+def _lr_map(items: list[str] | None) -> dict[str, float]:
+    out = {}
+    for item in items or []:
+        method, _, value = item.partition("=")
+        out[method] = float(value)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = "python -m ttkernels.recipes " + shlex.join(argv)
+    parser = argparse.ArgumentParser(prog="python -m ttkernels.recipes", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_ft = sub.add_parser("finetune", help="one fine-tuning run (prints and saves result.json + the adapter)")
+    add_config_arguments(p_ft)
+
+    p_cmp = sub.add_parser("compare", help="methods x seeds, summary table (CSV + markdown)")
+    add_config_arguments(p_cmp, skip=("method", "seed", "learning_rate", "output_dir"))
+    p_cmp.add_argument("--methods", nargs="+", default=["tt", "lora", "full", "head"])
+    p_cmp.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p_cmp.add_argument("--lr", nargs="*", metavar="METHOD=LR", help="learning rates, e.g. tt=5e-3 lora=1e-3")
+    p_cmp.add_argument("--out", required=True, help="results folder (runs.jsonl, compare.csv, compare.md)")
+
+    p_s = sub.add_parser("search", help="HyperBand search over TT shape, rank, alpha and learning rate")
+    add_config_arguments(p_s, skip=("method", "learning_rate"))
+    p_s.add_argument("--trials", type=int, default=20)
+    p_s.add_argument("--backend", choices=["optuna", "ray"], default="optuna")
+    p_s.add_argument("--pruner", choices=["hyperband", "median", "none"], default="hyperband")
+    p_s.add_argument("--shapes", nargs="+", help="shape specs (default: auto:<k> for several k + paper shapes)")
+    p_s.add_argument("--ranks", nargs="+", type=int)
+    p_s.add_argument("--alphas", nargs="+", type=float)
+    p_s.add_argument("--lrs", nargs="+", type=float)
+    p_s.add_argument("--sampler-seed", type=int, default=0)
+    p_s.add_argument("--max-adapter-params", type=int, default=None,
+                     help="also report the best trial with at most this many adapter parameters")
+    p_s.add_argument("--out", required=True, help="folder for trials.csv, trials.md, best.json")
+
+    p_plot = sub.add_parser("plot", help="PNG figures (paper Fig. 4 and 5 style) from a results folder")
+    p_plot.add_argument("folder")
+    p_plot.add_argument("--title", default="")
+
+    args = parser.parse_args(argv)
+    if args.command == "finetune":
+        from .finetune import finetune
+
+        finetune(config_from_args(args))
+    elif args.command == "compare":
+        from .compare import run_compare
+
+        base = config_from_args(args, method="tt", seed=0, learning_rate=None)
+        run_compare(base, args.methods, args.seeds, args.out, _lr_map(args.lr), command=command)
+    elif args.command == "search":
+        from .search import SearchSpace, run_search
+
+        base = config_from_args(args, method="tt", learning_rate=None)
+        space = SearchSpace(shapes=args.shapes or [])
+        for name, value in (("ranks", args.ranks), ("alphas", args.alphas), ("learning_rates", args.lrs)):
+            if value:
+                setattr(space, name, value)
+        result = run_search(base, args.trials, space, backend=args.backend, pruner=args.pruner,
+                            sampler_seed=args.sampler_seed, out_dir=args.out,
+                            max_adapter_params=args.max_adapter_params)
+        (result.out_dir / "command.txt").write_text(command + "\n")
+    elif args.command == "plot":
+        from .plots import plot_results
+
+        for path in plot_results(args.folder, title=args.title):
+            print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

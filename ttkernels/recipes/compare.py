@@ -1,0 +1,170 @@
+"""Compare methods (TT-LoRA, PEFT LoRA, full fine-tuning, head only) over seeds on one task.
+
+Every run appends its record to ``runs.jsonl`` as soon as it ends (a re-run skips (method, seed) pairs that
+are there, so an interrupted comparison resumes), and the summary ``compare.csv`` / ``compare.md`` is
+rewritten after each run: per method the parameter counts, the adapter size at 16 bit, test accuracy and
+macro-F1 as mean ± std over seeds, and the wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .finetune import FinetuneConfig, finetune, load_task_data
+from .tables import markdown_table, write_csv
+
+METHOD_NAMES = {"tt": "TT-LoRA (ttkernels)", "lora": "LoRA r=8 (PEFT)", "full": "Full fine-tuning",
+                "head": "Head only"}
+
+
+def read_runs(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarize(runs: list[dict[str, Any]], methods: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per method: counts, size, mean ± std of the test metrics (in %), mean times."""
+    methods = methods or list(dict.fromkeys(r["method"] for r in runs))
+    rows = []
+    for m in methods:
+        rs = [r for r in runs if r["method"] == m]
+        if not rs:
+            continue
+        acc = _mean_std([100 * r["test_accuracy"] for r in rs])
+        f1 = _mean_std([100 * r["test_f1"] for r in rs])
+        mcc = _mean_std([100 * r["test_mcc"] for r in rs])
+        val = _mean_std([100 * r["val_accuracy"] for r in rs])
+        rows.append({
+            "method": m, "name": METHOD_NAMES.get(m, m), "seeds": len(rs),
+            "adapter_params": rs[0]["adapter_params"], "head_params": rs[0]["head_params"],
+            "trainable_params": rs[0]["trainable_params"],
+            "adapter_kb_fp16": rs[0]["adapter_bytes_fp16"] / 1024,
+            "test_accuracy_mean": acc[0], "test_accuracy_std": acc[1],
+            "test_f1_mean": f1[0], "test_f1_std": f1[1], "test_mcc_mean": mcc[0], "test_mcc_std": mcc[1],
+            "val_accuracy_mean": val[0], "val_accuracy_std": val[1],
+            "test_accuracy": f"{acc[0]:.2f} ± {acc[1]:.2f}", "test_f1": f"{f1[0]:.2f} ± {f1[1]:.2f}",
+            "test_mcc": f"{mcc[0]:.2f} ± {mcc[1]:.2f}",
+            "learning_rate": rs[0]["learning_rate"], "rank": rs[0].get("rank"), "alpha": rs[0].get("alpha"),
+            "shape": rs[0].get("shape"),
+            "steps_mean": statistics.fmean(r["steps"] for r in rs),
+            "wall_time_s_mean": statistics.fmean(r["wall_time_s"] for r in rs),
+            "train_time_s_mean": statistics.fmean(r["train_time_s"] for r in rs),
+        })
+    return rows
+
+
+def goal_check(rows: list[dict[str, Any]], max_gap: float = 0.5, min_ratio: float = 15.0) -> str | None:
+    """The stated goal: TT-LoRA within ``max_gap`` accuracy points of LoRA with >= ``min_ratio``x fewer
+    adapter parameters. Returns a sentence, or None without both methods."""
+    by = {r["method"]: r for r in rows}
+    if "tt" not in by or "lora" not in by:
+        return None
+    tt, lora = by["tt"], by["lora"]
+    gap = tt["test_accuracy_mean"] - lora["test_accuracy_mean"]
+    f1_gap = tt["test_f1_mean"] - lora["test_f1_mean"]
+    ratio = lora["adapter_params"] / max(tt["adapter_params"], 1)
+    met = gap >= -max_gap and ratio >= min_ratio
+    return (
+        f"TT-LoRA − LoRA r=8: {gap:+.2f} accuracy points, {f1_gap:+.2f} macro-F1 points (test, mean of "
+        f"{tt['seeds']} / {lora['seeds']} seeds); LoRA has {ratio:.1f}× the adapter parameters of TT-LoRA "
+        f"({lora['adapter_params']:,} vs {tt['adapter_params']:,}, heads excluded). "
+        f"Goal (within {max_gap} points, ≥ {min_ratio:g}× fewer): {'MET' if met else 'NOT MET'}."
+    )
+
+
+SUMMARY_COLUMNS = ["name", "seeds", "adapter_params", "trainable_params", "adapter_kb_fp16", "test_accuracy",
+                   "test_f1", "test_mcc", "wall_time_s_mean", "steps_mean", "learning_rate"]
+SUMMARY_HEADERS = {
+    "name": "method", "adapter_params": "adapter params (excl. head)", "trainable_params": "trainable params",
+    "adapter_kb_fp16": "saved KB (16-bit, incl. head)", "test_accuracy": "test accuracy %",
+    "test_f1": "test macro-F1 %", "test_mcc": "test MCC ×100", "wall_time_s_mean": "wall time / run (s)",
+    "steps_mean": "steps", "learning_rate": "lr",
+}
+
+
+def machine_info() -> dict[str, Any]:
+    import torch
+
+    return {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def write_summary(out: Path, runs: list[dict[str, Any]], methods: list[str], base: FinetuneConfig,
+                  command: str | None, total_s: float | None) -> list[dict[str, Any]]:
+    rows = summarize(runs, methods)
+    write_csv(out / "compare.csv", rows)
+    first = runs[0] if runs else {}
+    lines = [
+        f"# {base.model} on {base.data} ({base.task})", "",
+        f"Split sizes: train {first.get('train_size')} / val {first.get('val_size')} / test "
+        f"{first.get('test_size')} (fixed splits, see ttkernels/recipes/data.py). Metrics on the test split; "
+        "mean ± std over seeds. Each run: early stopping on validation loss (patience "
+        f"{base.patience} evaluations), best model by validation loss.", "",
+        markdown_table(rows, SUMMARY_COLUMNS, SUMMARY_HEADERS), "",
+    ]
+    goal = goal_check(rows)
+    if goal:
+        lines += [goal, ""]
+    tt = next((r for r in rows if r["method"] == "tt"), None)
+    if tt:
+        lines += [f"TT-LoRA: shape {tt['shape']}, rank {tt['rank']}, alpha {tt['alpha']}, lr {tt['learning_rate']}.",
+                  ""]
+    lines += ["## Runs", "", markdown_table(runs, RUN_COLUMNS), ""]
+    info = machine_info()
+    lines += ["## How it was made", ""]
+    if command:
+        lines += ["```", command, "```", ""]
+    lines += [f"Machine: {info['platform']}, {info['cpu_count']} CPUs (shared), torch {info['torch']} with "
+              f"{info['torch_threads']} threads, GPU: {info['cuda'] or 'none'}."]
+    if total_s is not None:
+        lines += [f"Total wall time of this invocation: {total_s / 60:.1f} min."]
+    (out / "compare.md").write_text("\n".join(lines) + "\n")
+    return rows
+
+
+RUN_COLUMNS = ["method", "seed", "learning_rate", "adapter_params", "test_accuracy", "test_f1", "test_mcc",
+               "val_accuracy", "best_val_loss", "best_step", "steps", "train_time_s", "wall_time_s"]
+
+
+def run_compare(base: FinetuneConfig, methods: list[str], seeds: list[int], out_dir: str | Path,
+                learning_rates: dict[str, float] | None = None, command: str | None = None,
+                runs_dir: str | Path = "runs/compare") -> list[dict[str, Any]]:
+    """Run every (seed, method) not yet in ``out_dir/runs.jsonl``; return the summary rows."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "runs.jsonl"
+    runs = read_runs(log)
+    data = load_task_data(base)
+    start = time.perf_counter()
+    for seed in seeds:
+        for method in methods:
+            if any(r["method"] == method and r["seed"] == seed for r in runs):
+                print(f"[compare] {method} seed {seed}: already in {log}, skipped")
+                continue
+            lr = (learning_rates or {}).get(method)
+            cfg = replace(base, method=method, seed=seed, learning_rate=lr, evaluate_before=False,
+                          head_lr=None if method == "head" else base.head_lr,  # head only: its lr is the head's
+                          output_dir=str(Path(runs_dir) / out.name / f"{method}-seed{seed}"))
+            record = finetune(cfg, data=data)
+            runs.append(record)
+            with open(log, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            write_summary(out, runs, methods, base, command, time.perf_counter() - start)
+    rows = write_summary(out, runs, methods, base, command, time.perf_counter() - start)
+    print((out / "compare.md").read_text())
+    return rows
