@@ -1,0 +1,80 @@
+"""TTLinear inside other training stacks: DDP (gloo, 2 CPU processes), accelerate, HF Trainer."""
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+from utils import tiny_hf_model
+
+import ttkernels
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(0)  # same base weights and cores on every rank
+        model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+        ttkernels.patch(model, targets=["0", "2"], rank=2, init="gaussian")
+        ddp = nn.parallel.DistributedDataParallel(model)
+        torch.manual_seed(100 + rank)  # different data per rank
+        x, y = torch.randn(8, 16), torch.randint(0, 4, (8,))
+        nn.functional.cross_entropy(ddp(x), y).backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.requires_grad])
+        frozen_grads = [p.grad for p in model.parameters() if not p.requires_grad]
+        torch.save({"grads": grads, "frozen": all(g is None for g in frozen_grads)}, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
+def test_ddp_all_reduces_core_gradients(tmp_path):
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert r0["frozen"] and r1["frozen"]
+    assert r0["grads"].abs().sum() > 0
+    torch.testing.assert_close(r0["grads"], r1["grads"])  # DDP averaged them across ranks
+
+
+def test_accelerate_prepare_and_step():
+    accelerate = pytest.importorskip("accelerate")
+    model = tiny_hf_model("bert")
+    ttkernels.patch(model, rank=2, modules_to_save=["classifier"])
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    acc = accelerate.Accelerator(cpu=True)
+    model, opt = acc.prepare(model, opt)
+    ids = torch.randint(3, 96, (4, 9))
+    before = [c.detach().clone() for c in ttkernels.tt_layers(model)["bert.encoder.layer.0.attention.self.query"].cores]
+    loss = model(input_ids=ids, labels=torch.tensor([0, 1, 2, 0])).loss
+    acc.backward(loss)
+    opt.step()
+    after = ttkernels.tt_layers(model)["bert.encoder.layer.0.attention.self.query"].cores
+    assert not torch.equal(after[-1], before[-1])  # zero-init last core moved on the first step
+
+
+def test_hf_trainer_trains_only_the_cores(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    model = tiny_hf_model("bert")
+    ttkernels.patch(model, rank=2, modules_to_save=["classifier"])
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    g = torch.Generator().manual_seed(0)
+    data = [{"input_ids": torch.randint(3, 96, (9,), generator=g), "labels": int(i % 3)} for i in range(16)]
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, num_train_epochs=1, learning_rate=1e-2,
+        report_to=[], save_strategy="no", logging_strategy="no", use_cpu=True, disable_tqdm=True,
+    )
+    transformers.Trainer(model=model, args=args, train_dataset=data).train()
+    for n, p in model.named_parameters():
+        if n in frozen:
+            assert torch.equal(p, frozen[n]), f"frozen parameter {n} changed"
+    assert any(torch.count_nonzero(layer.cores[-1]) for layer in ttkernels.tt_layers(model).values())
