@@ -17,8 +17,9 @@ CSRC = Path(__file__).resolve().parent
 EXTENSION_NAME = "ttkernels._C"
 
 # Hopper first (sm_90a: the arch-specific target, so Hopper-only instructions are allowed), plus the common
-# Ampere/Ada cards. Override with TORCH_CUDA_ARCH_LIST (same syntax as torch, e.g. "9.0a" or "8.0;9.0a;10.0").
-DEFAULT_ARCH_LIST = "8.0;8.6;8.9;9.0a"
+# Ampere/Ada cards, and PTX of sm_90 so that newer cards (Blackwell, ...) can JIT the kernels.
+# Override with TORCH_CUDA_ARCH_LIST (same syntax as torch, e.g. "9.0a" or "8.0;9.0a;10.0").
+DEFAULT_ARCH_LIST = "8.0;8.6;8.9;9.0a;9.0+PTX"
 
 # Flags for the .cu files. torch's BuildExtension adds -std=c++20 (or 17 for older torch), --compiler-options
 # -fPIC and TORCH_ADDED_NVCC_FLAGS itself; the compile test adds them explicitly.

@@ -100,3 +100,12 @@ def test_cli_info_prints_json(capsys):
 
     assert main(["info"]) == 0
     assert '"backends"' in capsys.readouterr().out
+
+
+def test_selection_cache_does_not_hide_a_later_refusal():
+    if backends.backend_status("triton") is not None:
+        pytest.skip(f"triton unavailable: {backends.backend_status('triton')}")
+    x, W, b, A, B = _args()
+    tt_linear(x, W, b, A, B, 1.0, backend="triton")  # fp32 factors: runs (and is cached)
+    with pytest.raises(BackendUnavailableError, match="float64"):
+        tt_linear(x, W, b, A, B.double(), 1.0, backend="triton")

@@ -241,7 +241,7 @@ def test_readme_worked_example():
     torch.testing.assert_close((B @ A)[3, 4], expected)
 
 
-def test_factor_cache_under_no_grad_follows_core_updates():
+def test_outputs_follow_core_updates_under_no_grad():
     layer = TTLinear(nn.Linear(16, 12), shape=[3, 4, 4, 4], rank=2, init="gaussian")
     x = torch.randn(2, 16)
     with torch.no_grad():
@@ -255,3 +255,60 @@ def test_factor_cache_under_no_grad_follows_core_updates():
     layer.load_state_dict({k: v.clone() * 0.5 for k, v in layer.state_dict().items()})
     with torch.no_grad():
         assert_close_verbose(layer(x), oracle(layer, x), torch.float32, "y after load_state_dict")
+        for c in layer.cores:
+            c.data.mul_(3.0)  # .data edits do not bump the version counter: nothing may be cached on it
+        assert_close_verbose(layer(x), oracle(layer, x), torch.float32, "y after .data edits")
+
+
+def test_factors_stay_float32_under_autocast():
+    layer = TTLinear(nn.Linear(32, 24), shape=[4, 6, 4, 8], rank=3, init="gaussian")
+    x = torch.randn(5, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        A, B = layer.factors()
+        assert A.dtype == B.dtype == torch.float32
+        assert layer.delta_weight().dtype == torch.float32
+        with torch.no_grad():
+            layer(x)
+    with torch.no_grad():  # an fp32 call after an autocast call is exact again
+        assert_close_verbose(layer(x), oracle(layer, x), torch.float32, "fp32 y after autocast")
+
+
+def test_float64_is_left_alone_by_autocast():
+    layer = TTLinear(nn.Linear(16, 8).double(), shape=[8, 16], rank=2, init="gaussian", dtype=torch.float64)
+    x = torch.randn(3, 16, dtype=torch.float64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x)
+    assert y.dtype == torch.float64
+    assert_close_verbose(y, oracle(layer, x), torch.float64, "fp64 y under autocast")
+
+
+def test_base_layer_hooks_and_forward_overrides_run():
+    base = nn.Linear(16, 8)
+    calls = []
+    base.register_forward_pre_hook(lambda mod, args: calls.append("pre"))
+    base.register_forward_hook(lambda mod, args, out: calls.append("post"))
+    layer = TTLinear(base, shape=[8, 16], rank=2, init="gaussian")
+    x = torch.randn(3, 16)
+    assert_close_verbose(layer(x), oracle(layer, x), torch.float32, "hooked base y")
+    assert calls == ["pre", "post"]
+
+    other = nn.Linear(16, 8)
+    other.forward = lambda inp: nn.functional.linear(inp, other.weight, other.bias) * 0  # instance-level override
+    layer2 = TTLinear(other, shape=[8, 16], rank=2, init="gaussian")
+    expected = layer2.alpha * x.double() @ layer2.delta_weight(torch.float64).t()
+    assert_close_verbose(layer2(x), expected, torch.float32, "overridden base y")
+
+
+def test_reinit_of_a_merged_layer_is_refused():
+    layer = TTLinear(nn.Linear(16, 8), shape=[8, 16], rank=2, init="gaussian")
+    layer.merge()
+    with pytest.raises(RuntimeError, match="unmerge"):
+        layer.reset_parameters()
+
+
+def test_bias_dtype_mismatch_is_a_clear_error():
+    base = nn.Linear(16, 8)
+    base.bias.data = base.bias.data.double()
+    layer = TTLinear(base, shape=[8, 16], rank=2)
+    with pytest.raises(TypeError, match="bias is torch.float64 but x is torch.float32"):
+        layer(torch.randn(2, 16))

@@ -176,3 +176,9 @@ def test_wrapped_layer_repr_and_weight_passthrough():
     assert isinstance(layer, TTLinear)
     assert layer.weight is layer.base_layer.weight
     assert "shape=[32, 32]" in repr(layer)
+
+
+def test_multihead_attention_out_proj_is_refused():
+    model = torch.nn.Sequential(torch.nn.MultiheadAttention(16, 2))
+    with pytest.raises(ValueError, match="reads its weight directly"):
+        ttkernels.patch(model, targets=["out_proj"])

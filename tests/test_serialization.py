@@ -107,3 +107,36 @@ def test_no_pickle_in_the_adapter(tmp_path):
     header_len = int.from_bytes(raw[:8], "little")
     header = json.loads(raw[8 : 8 + header_len])
     assert header["__metadata__"]["format"] == "ttkernels-tt-lora"
+
+
+def test_alpha_comes_from_the_adapter(tmp_path):
+    model = _trained("bert", rank=2, alpha=16.0)
+    expected = _logits(model)
+    ttkernels.save_adapter(model, tmp_path)
+    target = tiny_hf_model("bert")
+    ttkernels.patch(target, rank=2, alpha=8.0)
+    ttkernels.load_adapter(target, tmp_path)
+    assert all(layer.alpha == 16.0 for layer in ttkernels.tt_layers(target).values())
+    assert torch.equal(_logits(target), expected)
+
+
+def test_refused_load_changes_nothing(tmp_path):
+    model = _trained("bert", rank=3)
+    ttkernels.save_adapter(model, tmp_path)
+    target = tiny_hf_model("bert")
+    ttkernels.patch(target, rank={"bert.encoder.layer.0.attention.self.query": 3, "query": 4, "value": 3},
+                    init="gaussian")
+    before = {n: p.detach().clone() for n, p in target.named_parameters()}
+    with pytest.raises(AdapterMismatchError, match="the layer expects"):
+        ttkernels.load_adapter(target, tmp_path)
+    for n, p in target.named_parameters():
+        assert torch.equal(p, before[n]), n
+
+
+def test_load_into_a_merged_model_is_refused(tmp_path):
+    model = _trained("bert", rank=2)
+    ttkernels.save_adapter(model, tmp_path)
+    target = _trained("bert", rank=2)
+    ttkernels.merge(target)
+    with pytest.raises(AdapterMismatchError, match="merged"):
+        ttkernels.load_adapter(target, tmp_path)

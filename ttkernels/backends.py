@@ -151,7 +151,11 @@ _select_cache: dict[tuple[Any, ...], str] = {}
 def select(requested: str, x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, bias: torch.Tensor | None) -> ModuleType:
     """Pick the backend module for these inputs (the decision is cached by device/dtype/bias/rank/request)."""
     requested = requested_backend(requested)
-    key = (requested, x.device.type, x.dtype, A.dtype, bias is None, A.shape[0], os.environ.get("TRITON_INTERPRET"))
+    # Everything not_supported_reasons may read goes into the key (metadata only, never values).
+    key = (
+        requested, x.device, x.dtype, A.dtype, B.dtype, A.device, B.device,
+        None if bias is None else (bias.dtype, bias.device), A.shape[0], os.environ.get("TRITON_INTERPRET"),
+    )
     name = _select_cache.get(key)
     if name is None:
         name = _select_uncached(requested, x, A, B, bias)

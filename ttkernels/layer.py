@@ -44,6 +44,27 @@ def base_dims(base: nn.Module) -> tuple[int, int]:
     return int(base.out_features), int(base.in_features)
 
 
+def _no_autocast(like: torch.Tensor) -> torch.autocast:
+    return torch.autocast(like.device.type, enabled=False)
+
+
+def _has_forward_hooks(module: nn.Module) -> bool:
+    """True when calling ``module(x)`` does more than nn.Linear.forward (hooks, an instance-level forward).
+
+    The fused op reads weight and bias directly, so such bases (e.g. accelerate's offload hooks) take the
+    adapter-only path, which calls the base module itself.
+    """
+    from torch.nn.modules import module as module_mod
+
+    return bool(
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or "forward" in module.__dict__
+        or module_mod._global_forward_hooks
+        or module_mod._global_forward_pre_hooks
+    )
+
+
 class TTLinear(nn.Module):
     """Frozen base linear layer + TT-LoRA update.
 
@@ -122,6 +143,8 @@ class TTLinear(nn.Module):
         so the last core moves on the first step and every other core gets gradient from the next one on
         (the TT analogue of LoRA's B = 0).
         """
+        if getattr(self, "merged", False):
+            raise RuntimeError(f"{self.layer_name}: unmerge() before re-initialising the cores of a merged layer")
         for i, core in enumerate(self.cores):
             core.normal_(0.0, 1.0 / math.sqrt(self.ranks[i + 1]))
         if init == "zero":
@@ -151,23 +174,13 @@ class TTLinear(nn.Module):
         """(A (R, n), B (m, R)) with B @ A == ΔW; differentiable w.r.t. the cores."""
         if self.boundary is None:
             raise TTShapeError(f"{self.layer_name}: shape {self.shape} has no in/out boundary, so no factors exist")
-        return contract_factors(list(self.cores), self.boundary)
-
-    def _factors_for_forward(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """factors(), reused across calls while no gradient is recorded and the cores are unchanged (decode)."""
-        if torch.is_grad_enabled() or torch.compiler.is_compiling():
-            self._factor_cache = None
-            return self.factors()
-        key = tuple((c.data_ptr(), c._version) for c in self.cores)
-        cache = getattr(self, "_factor_cache", None)
-        if cache is None or cache[0] != key:
-            cache = (key, self.factors())
-            self._factor_cache = cache
-        return cache[1]
+        with _no_autocast(self.cores[0]):  # the factors stay in the core dtype under autocast
+            return contract_factors(list(self.cores), self.boundary)
 
     def delta_weight(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         """The dense m x n ΔW (for tests, merging and inspection only; never used by the fast path)."""
-        return dense_delta_weight(list(self.cores), self.m, self.n, dtype)
+        with _no_autocast(self.cores[0]):
+            return dense_delta_weight(list(self.cores), self.m, self.n, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged:
@@ -179,8 +192,8 @@ class TTLinear(nn.Module):
             if self.kind == "linear":  # one GEMM with the updated weight instead of two
                 return F.linear(x, self.base_layer.weight + delta, self.base_layer.bias)
             return self.base_layer(x) + F.linear(x, delta)
-        A, B = self._factors_for_forward()
-        if self.kind == "linear":
+        A, B = self.factors()
+        if self.kind == "linear" and not _has_forward_hooks(self.base_layer):
             base = self.base_layer
             return tt_linear(x, base.weight, base.bias, A, B, self.alpha, self.backend)
         return tt_adapter(x, self.base_layer(x), A, B, self.alpha, self.backend)

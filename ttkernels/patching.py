@@ -106,6 +106,13 @@ def patch(
         except TypeError:
             rejected.append(f"{name} ({type(module).__name__})")
             continue
+        parent_name = name.rpartition(".")[0]
+        parent = model.get_submodule(parent_name) if parent_name else model
+        if isinstance(parent, nn.MultiheadAttention):
+            raise ValueError(
+                f"patch: {name} is the out_proj of an nn.MultiheadAttention, which reads its weight directly "
+                "instead of calling the module, so an adapter there would never run; exclude it"
+            )
         chosen.append((name, target))
     if not chosen:
         hint = f"; matching modules that are not linear layers: {rejected}" if rejected else ""

@@ -97,7 +97,7 @@ def load_adapter(model: nn.Module, path: str | os.PathLike[str], *, backend: str
     _check_compatible(model, layer_meta, meta.get("modules_to_save", {}))
 
     if not tt_layers(model):
-        cfg = TTConfig.from_dict(meta["config"])
+        cfg = TTConfig.from_dict(meta["config"])  # alpha is then set per layer from the file, below
         cfg.targets = "|".join(_regex_escape(n) for n in layer_meta)
         cfg.shape = {n: v["shape"] for n, v in layer_meta.items()}
         cfg.rank = {n: v["ranks"] for n, v in layer_meta.items()}
@@ -109,18 +109,29 @@ def load_adapter(model: nn.Module, path: str | os.PathLike[str], *, backend: str
     weights = Path(path) / WEIGHTS_NAME
     with safe_open(str(weights), framework="pt") as f:
         keys = set(f.keys())
+        # Check every tensor before copying any, so that a refused load leaves the model as it was.
+        problems = []
         for name, layer in layers.items():
-            with torch.no_grad():
+            for i, core in enumerate(layer.cores):
+                key = f"{name}.cores.{i}"
+                if key not in keys:
+                    problems.append(f"{weights.name} has no tensor {key!r}")
+                elif tuple(f.get_slice(key).get_shape()) != tuple(core.shape):
+                    problems.append(
+                        f"{key}: adapter tensor is {tuple(f.get_slice(key).get_shape())}, "
+                        f"the layer expects {tuple(core.shape)}"
+                    )
+            if f"{name}.cores.{len(layer.cores)}" in keys:
+                problems.append(f"{name}: the adapter has more cores than the layer's {len(layer.cores)}")
+        if problems:
+            raise AdapterMismatchError("adapter does not fit this model:\n" + "\n".join(f"  - {p}" for p in problems))
+        with torch.no_grad():
+            for name, layer in layers.items():
                 for i, core in enumerate(layer.cores):
-                    key = f"{name}.cores.{i}"
-                    if key not in keys:
-                        raise AdapterMismatchError(f"{weights} has no tensor {key!r}")
-                    value = f.get_tensor(key)
-                    if value.shape != core.shape:
-                        raise AdapterMismatchError(
-                            f"{key}: adapter tensor is {tuple(value.shape)}, the layer expects {tuple(core.shape)}"
-                        )
-                    core.copy_(value.to(core.dtype))
+                    core.copy_(f.get_tensor(f"{name}.cores.{i}").to(core.dtype))
+                layer.alpha = float(layer_meta[name]["alpha"])
+                if backend is not None:
+                    layer.backend = backend
         for name in meta.get("modules_to_save", {}):
             module = model.get_submodule(name)
             prefix = f"{_SAVED_PREFIX}{name}."
@@ -155,6 +166,9 @@ def _check_compatible(model: nn.Module, layer_meta: dict[str, Any], saved: dict[
         if (m, n) != (info["m"], info["n"]):
             problems.append(f"target {name!r} is {m}x{n} in this model but {info['m']}x{info['n']} in the adapter")
     patched = tt_layers(model)
+    merged = [n for n, layer in patched.items() if layer.merged]
+    if merged:
+        problems.append(f"layers {merged} are merged: unmerge(model) before loading other cores into them")
     if patched and set(patched) != set(layer_meta):
         problems.append(
             f"the model is already patched on {sorted(set(patched) - set(layer_meta))} which the adapter lacks, "

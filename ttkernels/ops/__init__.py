@@ -32,6 +32,8 @@ def _check_factors(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, m: int) ->
 def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
     """The autocast dtype active for x's device, if any (the ops then run in it, like F.linear would)."""
     device = x.device.type
+    if x.dtype == torch.float64:  # autocast leaves float64 alone (as F.linear does)
+        return None
     if device in ("cuda", "cpu", "xpu") and torch.is_autocast_enabled(device):
         return torch.get_autocast_dtype(device)
     return None
@@ -56,6 +58,8 @@ def tt_linear(
         raise ValueError(f"x has {x.shape[-1]} features but weight is {m}x{n} (expects {n})")
     if x.dtype != weight.dtype:
         raise TypeError(f"x is {x.dtype} but the base weight is {weight.dtype}; cast one of them")
+    if bias is not None and bias.dtype != x.dtype:
+        raise TypeError(f"bias is {bias.dtype} but x is {x.dtype}; cast one of them")
     if x.device != weight.device:
         raise ValueError(f"x is on {x.device} but the base weight is on {weight.device}")
     _check_factors(x, A, B, m)

@@ -111,7 +111,8 @@ def _setup_linear(ctx, inputs, output):
     x, weight, bias, A, B, alpha, backend = inputs
     _, z = output
     ctx.save_for_backward(x, z, weight, A, B)
-    ctx.alpha, ctx.backend, ctx.has_bias = alpha, backend, bias is not None
+    ctx.alpha, ctx.backend = alpha, backend
+    ctx.bias_dtype = None if bias is None else bias.dtype
     ctx.mark_non_differentiable(z)
 
 
@@ -123,7 +124,7 @@ def _backward_linear(ctx, dy, _dz):
         dy, x, z, weight, A, B, ctx.alpha, ctx.backend, need_x, need_A, need_B
     )
     dW = (dy.t() @ x).to(weight.dtype) if need_w else None
-    db = dy.sum(0).to(weight.dtype) if (need_b and ctx.has_bias) else None
+    db = dy.sum(0).to(ctx.bias_dtype) if (need_b and ctx.bias_dtype is not None) else None
     return _grad_or_none(dx, need_x), dW, db, _grad_or_none(dA, need_A), _grad_or_none(dB, need_B), None, None
 
 

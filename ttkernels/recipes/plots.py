@@ -35,7 +35,7 @@ def plot_tradeoff(trials: list[dict[str, Any]], out: str | Path, compare: list[d
     from matplotlib.lines import Line2D
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=150)
-    pts = [t for t in trials if t.get("val_accuracy") is not None and t.get("adapter_params")]
+    pts = [t for t in trials if t.get("val_accuracy") is not None and t.get("adapter_params") and not t.get("note")]
     alphas = sorted({float(t["alpha"]) for t in pts}) or [1.0]
     norm = LogNorm(vmin=min(alphas), vmax=max(alphas) if max(alphas) > min(alphas) else min(alphas) * 2)
     cmap = plt.get_cmap("viridis")

@@ -87,7 +87,7 @@ class SearchResult:
 
 TRIAL_COLUMNS = [
     "trial", "state", "shape", "rank", "alpha", "learning_rate", "adapter_params", "trainable_params",
-    "adapter_kb_fp16", "best_val_loss", "val_accuracy", "val_f1", "val_mcc", "steps", "best_step", "time_s",
+    "adapter_kb_fp16", "best_val_loss", "val_accuracy", "val_f1", "val_mcc", "steps", "best_step", "time_s", "note",
 ]
 
 
@@ -143,6 +143,23 @@ def _trial_params(trial: Any, base: FinetuneConfig, space: SearchSpace) -> dict[
     return dict(trial)
 
 
+def _skip_duplicate(trial: Any) -> None:
+    """Samplers may propose a configuration that already ran; don't train it twice (marked pruned, with a
+    ``duplicate_of`` note and the earlier trial's numbers)."""
+    study = getattr(trial, "study", None)
+    if study is None:
+        return
+    import optuna
+
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    for earlier in study.get_trials(deepcopy=False, states=done):
+        if earlier.params == trial.params and "duplicate_of" not in earlier.user_attrs:
+            for key, value in earlier.user_attrs.items():
+                trial.set_user_attr(key, value)
+            trial.set_user_attr("duplicate_of", earlier.number)
+            raise optuna.TrialPruned(f"same configuration as trial {earlier.number}")
+
+
 def _callback(log: _TrialLog):
     from transformers import TrainerCallback
 
@@ -184,6 +201,7 @@ def run_search(
 
     def model_init(trial=None):
         params = _trial_params(trial, base, space)
+        _skip_duplicate(trial)
         cfg = replace(base, shape=params["tt_shape"], rank=int(params["tt_rank"]),
                       alpha=float(params["tt_alpha"]), learning_rate=float(params["learning_rate"]))
         from transformers import set_seed
@@ -273,6 +291,7 @@ def _run_optuna(trainer, space: SearchSpace, n_trials: int, log: _TrialLog, prun
             "steps": t.user_attrs.get("steps", max(values) if values else None),
             "best_step": t.user_attrs.get("best_step"), "time_s": t.user_attrs.get("time_s"),
             "reports": len(values),
+            "note": f"duplicate of trial {t.user_attrs['duplicate_of']}" if "duplicate_of" in t.user_attrs else "",
         })
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if complete:
