@@ -219,6 +219,10 @@ def test_search_runs_three_trials_with_hyperband_pruning(tmp_path):
     res2 = run_search(cfg, n_trials=2, space=space, pruner=always, verbose=False)
     assert [t["state"] for t in res2.trials] == ["pruned", "pruned"]
     assert all(t["steps"] == 2 for t in res2.trials)
+    # a configuration the sampler proposes again is not trained twice
+    one = SearchSpace(shapes=["auto:4"], ranks=[2], alphas=[1.0], learning_rates=[1e-3])
+    res3 = run_search(cfg, n_trials=2, space=one, verbose=False)
+    assert res3.trials[1]["note"] == "duplicate of trial 0" and res3.trials[0]["state"] == "complete"
 
 
 def test_plots_are_written(tmp_path):

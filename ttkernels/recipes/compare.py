@@ -129,10 +129,15 @@ def write_summary(out: Path, runs: list[dict[str, Any]], methods: list[str], bas
     lines += ["## How it was made", ""]
     if command:
         lines += ["```", command, "```", ""]
-    lines += [f"Machine: {info['platform']}, {info['cpu_count']} CPUs (shared), torch {info['torch']} with "
-              f"{info['torch_threads']} threads, GPU: {info['cuda'] or 'none'}."]
+    threads = sorted({r.get("torch_threads") for r in runs if r.get("torch_threads")})
+    lines += [f"Machine: {info['platform']}, {info['cpu_count']} CPUs (shared with other jobs), "
+              f"torch {info['torch']}, torch threads per run: {threads or info['torch_threads']}, "
+              f"GPU: {info['cuda'] or 'none'}."]
+    if runs:
+        lines += [f"Sum of the per-run wall times (load, train, evaluate, save) of the {len(runs)} runs: "
+                  f"{sum(r['wall_time_s'] for r in runs) / 60:.1f} min."]
     if total_s is not None:
-        lines += [f"Total wall time of this invocation: {total_s / 60:.1f} min."]
+        lines += [f"Wall time of the last invocation: {total_s / 60:.1f} min."]
     (out / "compare.md").write_text("\n".join(lines) + "\n")
     return rows
 
@@ -151,6 +156,7 @@ def run_compare(base: FinetuneConfig, methods: list[str], seeds: list[int], out_
     runs = read_runs(log)
     data = load_task_data(base)
     start = time.perf_counter()
+    ran = 0
     for seed in seeds:
         for method in methods:
             if any(r["method"] == method and r["seed"] == seed for r in runs):
@@ -162,9 +168,10 @@ def run_compare(base: FinetuneConfig, methods: list[str], seeds: list[int], out_
                           output_dir=str(Path(runs_dir) / out.name / f"{method}-seed{seed}"))
             record = finetune(cfg, data=data)
             runs.append(record)
+            ran += 1
             with open(log, "a") as f:
                 f.write(json.dumps(record) + "\n")
             write_summary(out, runs, methods, base, command, time.perf_counter() - start)
-    rows = write_summary(out, runs, methods, base, command, time.perf_counter() - start)
+    rows = write_summary(out, runs, methods, base, command, time.perf_counter() - start if ran else None)
     print((out / "compare.md").read_text())
     return rows

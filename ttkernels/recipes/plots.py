@@ -55,28 +55,35 @@ def plot_tradeoff(trials: list[dict[str, Any]], out: str | Path, compare: list[d
     if sc is None and pts:
         sc = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
     if sc is not None:
+        from matplotlib.ticker import FixedLocator, NullLocator
+
         bar = fig.colorbar(sc, ax=ax, pad=0.02)
         bar.set_label("α (TT-LoRA scale)")
-    handles = [Line2D([], [], marker="o", ls="", mfc="tab:green", mec="black", label="TT-LoRA trial (completed)"),
-               Line2D([], [], marker="o", ls="", mfc="none", mec="tab:green", label="TT-LoRA trial (pruned)")]
+        bar.ax.yaxis.set_major_locator(FixedLocator(alphas))
+        bar.ax.yaxis.set_minor_locator(NullLocator())
+        bar.ax.set_yticklabels([f"{a:g}" for a in alphas])
+    handles = [Line2D([], [], marker="o", ls="", mfc="tab:gray", mec="black",
+                      label="TT-LoRA search trial (completed)"),
+               Line2D([], [], marker="o", ls="", mfc="none", mec="tab:gray",
+                      label="TT-LoRA search trial (pruned by HyperBand)")]
     for row in compare or []:
         m = row["method"]
         if row.get("val_accuracy_mean") is None or (m == "head" and not row.get("adapter_params")):
             x = max(1, row.get("trainable_params") or 1)
         else:
             x = max(1, row.get("adapter_params") or row.get("trainable_params") or 1)
-        marker, colour = BASELINE_STYLE.get(m, ("D", "tab:orange"))
+        marker, colour = ("h", "tab:olive") if row.get("extra") else BASELINE_STYLE.get(m, ("D", "tab:orange"))
         y = row.get("val_accuracy_mean")
         if y is None:
             continue
         ax.errorbar(x, y, yerr=row.get("val_accuracy_std") or 0, fmt=marker, color=colour, ms=11 if m == "full" else 8,
                     mec="black", capsize=3, zorder=4)
-        label = METHOD_NAMES.get(m, m) + (" (head params)" if m == "head" else "") + " — mean of seeds"
+        label = _label(row) + (" (head params)" if m == "head" else "") + " — mean of seeds"
         handles.append(Line2D([], [], marker=marker, ls="", color=colour, mec="black", label=label))
     ax.set_xscale("log")
     ax.set_xlabel("trainable adapter parameters (log scale; heads excluded)")
     ax.set_ylabel("validation accuracy (%)")
-    ax.set_title(title or "Parameters vs accuracy (cf. paper Fig. 5)")
+    ax.set_title((title + " — " if title else "") + "adapter parameters vs accuracy (cf. paper Fig. 5)", fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(handles=handles, fontsize=7, loc="lower right", framealpha=0.9)
     fig.tight_layout()
@@ -88,14 +95,16 @@ def plot_tradeoff(trials: list[dict[str, Any]], out: str | Path, compare: list[d
 
 def plot_storage(compare: list[dict[str, Any]], out: str | Path, title: str = "") -> Path:
     plt = _pyplot()
-    order = [m for m in ("full", "lora", "tt", "head") if any(r["method"] == m for r in compare)]
-    rows = [next(r for r in compare if r["method"] == m) for m in order]
-    fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=150)
-    names = [METHOD_NAMES.get(r["method"], r["method"]).replace(" (", "\n(") for r in rows]
+    rank = {"full": 0, "lora": 1, "tt": 2, "head": 3}
+    rows = sorted(compare, key=lambda r: (rank.get(r["method"], 4), bool(r.get("extra"))))
+    fig, ax = plt.subplots(figsize=(7.5 if len(rows) > 4 else 6.5, 4.4), dpi=150)
+    names = [_label(r).replace(" (", "\n(").replace(" [", "\n[") for r in rows]
     kb = [float(r["adapter_kb_fp16"]) for r in rows]
     colours = [BASELINE_STYLE.get(r["method"], ("", "tab:orange"))[1] for r in rows]
-    colours = ["tab:green" if r["method"] == "tt" else c for r, c in zip(rows, colours, strict=False)]
-    bars = ax.bar(names, kb, color=colours, edgecolor="black")
+    colours = ["tab:olive" if r.get("extra") else "tab:green" if r["method"] == "tt" else c
+               for r, c in zip(rows, colours, strict=False)]
+    bars = ax.bar(range(len(rows)), kb, color=colours, edgecolor="black", tick_label=names)
+    ax.tick_params(axis="x", labelsize=7)
     for bar, value, row in zip(bars, kb, rows, strict=False):
         text = f"{value / 1024:.1f} MB" if value >= 1024 else f"{value:.1f} KB"
         text += f"\n{row['trainable_params']:,} params"
@@ -104,7 +113,7 @@ def plot_storage(compare: list[dict[str, Any]], out: str | Path, title: str = ""
     ax.set_yscale("log")
     ax.set_ylim(top=max(kb) * 30 if kb else 10)
     ax.set_ylabel("saved trainable weights at 16 bit (KB, log scale)")
-    ax.set_title(title or "Storage of the trained parameters (cf. paper Fig. 4)")
+    ax.set_title((title + " — " if title else "") + "storage of the trained weights (cf. paper Fig. 4)", fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
     out = Path(out)
@@ -113,10 +122,25 @@ def plot_storage(compare: list[dict[str, Any]], out: str | Path, title: str = ""
     return out
 
 
+def _label(row: dict[str, Any]) -> str:
+    return row.get("label") or METHOD_NAMES.get(row["method"], row["method"])
+
+
 def plot_results(folder: str | Path, title: str = "") -> list[Path]:
-    """Draw every figure the data in ``folder`` allows (``search/trials.csv``, ``compare.csv``)."""
+    """Draw every figure the data in ``folder`` allows (``search/trials.csv``, ``compare.csv``).
+
+    Comparisons in sub-folders (``<folder>/<name>/compare.csv``, e.g. a second TT-LoRA configuration) are
+    added as extra entries labelled with the folder name; folders named ``exploration*`` are left out.
+    """
     folder = Path(folder)
     compare = read_csv(folder / "compare.csv") if (folder / "compare.csv").is_file() else None
+    for extra in sorted(folder.glob("*/compare.csv")):
+        if extra.parent.name.startswith("exploration") or extra.parent.name == "search":
+            continue
+        for row in read_csv(extra):
+            row["label"] = f"{METHOD_NAMES.get(row['method'], row['method'])} [{extra.parent.name}]"
+            row["extra"] = True
+            compare = [*(compare or []), row]
     trials_file = next((p for p in (folder / "search" / "trials.csv", folder / "trials.csv") if p.is_file()), None)
     written = []
     if trials_file is not None:
