@@ -61,7 +61,7 @@ def test_forcing_triton_on_cpu_without_interpreter_is_a_clear_error(monkeypatch)
         pytest.skip(f"triton unavailable: {backends.backend_status('triton')}")
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     x, W, b, A, B = _args()
-    with pytest.raises(BackendUnavailableError, match="(?i)TRITON_INTERPRET"):
+    with pytest.raises(BackendUnavailableError, match=r"(?i)TRITON_INTERPRET"):
         tt_linear(x, W, b, A, B, 1.0, backend="triton")
 
 
@@ -77,7 +77,7 @@ def test_auto_skipping_a_backend_logs_once(monkeypatch, caplog):
     # Pretend CPU tensors try triton first in auto mode, with triton refusing: the fallback is logged.
     monkeypatch.setitem(backends._AUTO_ORDER, "cpu", ("cuda", "torch"))
     backends._select_cache.clear()
-    x, W, b, A, B = _args()
+    x, _W, b, A, B = _args()
     with caplog.at_level(logging.WARNING, logger="ttkernels"):
         assert backends.select("auto", x, A, B, b).NAME == "torch"
     backends._select_cache.clear()

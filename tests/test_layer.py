@@ -37,7 +37,7 @@ def random_case(seed: int) -> dict:
     n = rng.choice([2**d_in * 3, 2 ** (d_in + 2), 2**d_in * 5])
     out_f, in_f = _random_factors(m, d_out, rng), _random_factors(n, d_in, rng)
     if rng.random() < 0.35 and len(out_f) + len(in_f) > 2:
-        shape = out_f[:-1] + [out_f[-1] * in_f[0]] + in_f[1:]  # boundary inside a mode
+        shape = [*out_f[:-1], out_f[-1] * in_f[0], *in_f[1:]]  # boundary inside a mode
     else:
         shape = out_f + in_f
     ranks = [rng.randint(1, 4) for _ in range(len(shape) - 1)]
@@ -99,7 +99,7 @@ def test_forward_and_grads_match_oracle(case, dtype):
     (y.double() * g).sum().backward()
     (y64 * g).sum().backward()
     assert_close_verbose(x.grad, x64.grad, dtype, "dx", grad=True)
-    for i, (c, c64) in enumerate(zip(layer.cores, cores64)):
+    for i, (c, c64) in enumerate(zip(layer.cores, cores64, strict=True)):
         assert_close_verbose(c.grad, c64.grad, dtype, f"dcore[{i}]", grad=True)
     assert layer.base_layer.weight.grad is None
     if layer.base_layer.bias is not None:
@@ -114,7 +114,7 @@ def test_gradcheck_float64(case):
     names = [f"cores.{i}" for i in range(len(cores))]
 
     def functional(x, *cs):
-        return torch.func.functional_call(layer, dict(zip(names, cs)), (x,))
+        return torch.func.functional_call(layer, dict(zip(names, cs, strict=True)), (x,))
 
     inputs = (x, *[c.detach().clone().requires_grad_(True) for c in cores])
     assert torch.autograd.gradcheck(functional, inputs, eps=1e-6, atol=1e-6, rtol=1e-4)
@@ -202,7 +202,7 @@ def test_bad_inputs_give_clear_errors():
     layer = TTLinear(nn.Linear(16, 8), shape=[8, 16], rank=2)
     with pytest.raises(ValueError, match="input has 12 features, the layer expects 16"):
         layer(torch.randn(2, 12))
-    with pytest.raises(TypeError, match="float64 but the base weight is torch.float32"):
+    with pytest.raises(TypeError, match=r"float64 but the base weight is torch\.float32"):
         layer(torch.randn(2, 16, dtype=torch.float64))
     with pytest.raises(ValueError, match="alpha"):
         TTLinear(nn.Linear(16, 8), shape=[8, 16], rank=2, alpha=float("nan"))
@@ -310,5 +310,5 @@ def test_bias_dtype_mismatch_is_a_clear_error():
     base = nn.Linear(16, 8)
     base.bias.data = base.bias.data.double()
     layer = TTLinear(base, shape=[8, 16], rank=2)
-    with pytest.raises(TypeError, match="bias is torch.float64 but x is torch.float32"):
+    with pytest.raises(TypeError, match=r"bias is torch\.float64 but x is torch\.float32"):
         layer(torch.randn(2, 16))

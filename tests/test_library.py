@@ -63,7 +63,7 @@ def test_compile_fullgraph_matches_eager():
     out = compiled(x)
     torch.testing.assert_close(out, eager, rtol=1e-5, atol=1e-5)
     out.sum().backward()
-    for g_eager, p in zip(grads_eager, [p for p in model.parameters() if p.requires_grad]):
+    for g_eager, p in zip(grads_eager, [p for p in model.parameters() if p.requires_grad], strict=True):
         torch.testing.assert_close(p.grad, g_eager, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(x.grad, x_grad_eager, rtol=1e-5, atol=1e-5)
 
@@ -161,5 +161,5 @@ def test_compile_on_gpu_matches_eager(backend):
     out = torch.compile(model, fullgraph=True)(x)
     torch.testing.assert_close(out, eager, rtol=2e-2, atol=2e-2)
     out.float().sum().backward()
-    for g, p in zip(grads, [p for p in model.parameters() if p.requires_grad]):
+    for g, p in zip(grads, [p for p in model.parameters() if p.requires_grad], strict=True):
         torch.testing.assert_close(p.grad, g, rtol=2e-2, atol=2e-2)

@@ -83,7 +83,7 @@ def test_training_lowers_loss_merge_unmerge_unpatch(kind):
     ttkernels.unpatch(fresh)
     assert not ttkernels.tt_layers(fresh)
     reference = tiny_hf_model(kind)
-    for (n, p), (_, q) in zip(fresh.named_parameters(), reference.named_parameters()):
+    for (n, p), (_, q) in zip(fresh.named_parameters(), reference.named_parameters(), strict=True):
         assert torch.equal(p, q), n
         assert p.requires_grad == q.requires_grad, n
 

@@ -86,7 +86,7 @@ def test_load_refuses_foreign_files(tmp_path):
     (tmp_path / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA"}))
     with pytest.raises(AdapterMismatchError, match="not a ttkernels TT-LoRA adapter"):
         ttkernels.load_adapter(tiny_hf_model("bert"), tmp_path)
-    with pytest.raises(FileNotFoundError, match="adapter_config.json"):
+    with pytest.raises(FileNotFoundError, match=r"adapter_config\.json"):
         ttkernels.load_adapter(tiny_hf_model("bert"), tmp_path / "missing")
 
 

@@ -69,7 +69,7 @@ def test_balanced_factors_minimise_the_largest():
 
 
 def test_bad_shapes_raise_clear_errors():
-    with pytest.raises(TTShapeError, match="product 4096 .* 64x128 .* m\\*n = 8192"):
+    with pytest.raises(TTShapeError, match=r"product 4096 .* 64x128 .* m\*n = 8192"):
         validate_shape([64, 64], 64, 128)
     with pytest.raises(TTShapeError, match="at least 2"):
         validate_shape([8192], 64, 128)

@@ -203,7 +203,7 @@ def info() -> dict[str, Any]:
     from . import __version__
 
     try:
-        import triton  # noqa: PLC0415
+        import triton
 
         triton_version: str | None = triton.__version__
     except Exception:

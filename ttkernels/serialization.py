@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,7 @@ def load_adapter(model: nn.Module, path: str | os.PathLike[str], *, backend: str
 
     if not tt_layers(model):
         cfg = TTConfig.from_dict(meta["config"])  # alpha is then set per layer from the file, below
-        cfg.targets = "|".join(_regex_escape(n) for n in layer_meta)
+        cfg.targets = "|".join(re.escape(n) for n in layer_meta)
         cfg.shape = {n: v["shape"] for n, v in layer_meta.items()}
         cfg.rank = {n: v["ranks"] for n, v in layer_meta.items()}
         if backend is not None:
@@ -142,12 +143,6 @@ def load_adapter(model: nn.Module, path: str | os.PathLike[str], *, backend: str
             if state is not None and name not in state.saved_modules:
                 state.saved_modules.append(name)
     return model
-
-
-def _regex_escape(name: str) -> str:
-    import re
-
-    return re.escape(name)
 
 
 def _check_compatible(model: nn.Module, layer_meta: dict[str, Any], saved: dict[str, Any]) -> None:

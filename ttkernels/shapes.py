@@ -35,7 +35,7 @@ class Boundary:
 def _as_int(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         try:
-            import numpy as np  # noqa: PLC0415
+            import numpy as np
 
             if isinstance(value, np.integer):
                 return int(value)

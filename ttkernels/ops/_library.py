@@ -132,7 +132,7 @@ tt_linear_fwd.register_autograd(_backward_linear, setup_context=_setup_linear)
 
 
 def _setup_adapter(ctx, inputs, output):
-    x, base_out, A, B, alpha, backend = inputs
+    x, _base_out, A, B, alpha, backend = inputs
     _, z = output
     ctx.save_for_backward(x, z, A, B)
     ctx.alpha, ctx.backend = alpha, backend

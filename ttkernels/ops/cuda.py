@@ -68,7 +68,7 @@ def not_supported_reasons(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, bia
     else:
         major, minor = torch.cuda.get_device_capability(x.device)
         if major < 8:
-            reasons.append(f"compute capability {major}.{minor} is below 8.0, the oldest arch ttkernels._C is built for")
+            reasons.append(f"compute capability {major}.{minor} is below 8.0, the oldest arch of ttkernels._C")
         others = [("A", A), ("B", B)] + ([("bias", bias)] if bias is not None else [])
         for name, t in others:
             if t.device != x.device:
