@@ -39,6 +39,16 @@ def _reference(x, W, b, A, B, alpha):
     return y if b is None else y + b.double()
 
 
+def _backward_and_compare(backend, y, y64, pairs, dtype, label):
+    """Backpropagate the same random dy through y (backend) and y64 (float64); compare each (tensor, ref, name)."""
+    dy = torch.randn(*y64.shape, device=DEVICE, dtype=torch.float64)
+    with use_backend(backend):
+        y.backward(dy.to(dtype))
+    y64.backward(dy)
+    for t, ref, name in pairs:
+        assert_close_verbose(t.grad, ref.grad, dtype, f"{label} {name}", grad=True)
+
+
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape", OP_SHAPES, ids=lambda s: "T{}-n{}-m{}-R{}".format(*s))
@@ -57,13 +67,7 @@ def test_tt_linear_forward_and_grads(backend, shape, dtype, bias):
     y64 = _reference(x64, W, b, A64, B64, alpha)
     assert_close_verbose(y, y64, dtype, f"{backend} y")
 
-    dy = torch.randn(T, m, device=DEVICE, dtype=torch.float64)
-    with use_backend(backend):
-        y.backward(dy.to(dtype))
-    y64.backward(dy)
-    assert_close_verbose(x.grad, x64.grad, dtype, f"{backend} dx", grad=True)
-    assert_close_verbose(A.grad, A64.grad, dtype, f"{backend} dA", grad=True)
-    assert_close_verbose(B.grad, B64.grad, dtype, f"{backend} dB", grad=True)
+    _backward_and_compare(backend, y, y64, [(x, x64, "dx"), (A, A64, "dA"), (B, B64, "dB")], dtype, backend)
     assert W.grad is None
 
     if dtype != torch.float32 and backend != "torch":  # low precision: no worse than 2x the torch backend
@@ -87,13 +91,8 @@ def test_tt_adapter_forward_and_grads(backend, shape, dtype):
     x64, A64, B64 = (t.detach().double().requires_grad_(True) for t in (x, A, B))
     y64 = torch.tanh(x64 @ W.double().t()) + alpha * (x64 @ A64.t()) @ B64.t()
     assert_close_verbose(y, y64, dtype, f"{backend} adapter y")
-    dy = torch.randn(T, m, device=DEVICE, dtype=torch.float64)
-    with use_backend(backend):
-        y.backward(dy.to(dtype))
-    y64.backward(dy)
-    assert_close_verbose(x.grad, x64.grad, dtype, f"{backend} adapter dx", grad=True)
-    assert_close_verbose(A.grad, A64.grad, dtype, f"{backend} adapter dA", grad=True)
-    assert_close_verbose(B.grad, B64.grad, dtype, f"{backend} adapter dB", grad=True)
+    pairs = [(x, x64, "dx"), (A, A64, "dA"), (B, B64, "dB")]
+    _backward_and_compare(backend, y, y64, pairs, dtype, f"{backend} adapter")
 
 
 def test_leading_dims_and_no_input_grad(backend):
