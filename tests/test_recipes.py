@@ -189,12 +189,28 @@ def test_best_model_by_validation_loss_is_restored(tmp_path):
 
 def test_shape_specs_resolve_with_the_automatic_factoriser():
     from ttkernels.recipes.models import load_model
-    from ttkernels.shapes import auto_shape
+    from ttkernels.shapes import auto_shape, outer_shape
 
     model = load_model("tiny-bert", num_labels=3, hidden=48).model
     assert resolve_shape(model, None, "auto:4") == auto_shape(48, 48, 4)
     assert resolve_shape(model, None, "6x8x8x6") == [6, 8, 8, 6]
+    assert resolve_shape(model, None, "outer:16") == outer_shape(48, 48, 16) == [16, 3, 3, 16]
+    assert resolve_shape(model, None, "outer") == outer_shape(48, 48) == [48, 48]
     assert resolve_shape(model, None, None) is None
+
+
+def test_rank_flag_takes_one_rank_or_the_inner_ranks():
+    import argparse
+
+    from ttkernels.recipes.__main__ import add_config_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    assert config_from_args(parser.parse_args(["--rank", "3"])).rank == 3
+    assert config_from_args(parser.parse_args(["--rank", "2,4,2"])).rank == [2, 4, 2]
+    assert config_from_args(parser.parse_args([])).rank == FinetuneConfig().rank
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--rank", "2,x"])
 
 
 # ----------------------------------------------------------------------------------------------- search

@@ -5,7 +5,7 @@ import torch
 from paper_shapes import TABLE_III
 from torch import nn
 
-from ttkernels import TTLinear, TTShapeError, auto_shape
+from ttkernels import TTLinear, TTShapeError, auto_shape, outer_shape
 from ttkernels.shapes import Boundary, balanced_factors, find_boundary, normalize_ranks, num_parameters, validate_shape
 
 
@@ -60,6 +60,40 @@ def test_auto_shape_always_has_boundary(x):
         boundary = find_boundary(shape, m)
         assert boundary is not None and boundary.split is None
         assert math.prod(shape[: boundary.p]) == m
+
+
+@pytest.mark.parametrize(
+    ("m", "n", "max_mode", "expected"),
+    [
+        (384, 384, 64, [64, 6, 6, 64]),
+        (2304, 768, 64, [64, 36, 12, 64]),  # the paper's best DeBERTa shape (Table IV)
+        (4096, 4096, 64, [64, 64, 64, 64]),
+        (576, 192, 64, [64, 9, 3, 64]),
+        (4096, 11008, 64, [64, 64, 4, 43, 64]),
+        (384, 384, 32, [32, 12, 12, 32]),
+        (131, 384, 64, [131, 6, 64]),  # a prime above max_mode stays whole
+    ],
+)
+def test_outer_shape_rule(m, n, max_mode, expected):
+    shape = outer_shape(m, n, max_mode)
+    assert shape == expected
+    assert math.prod(shape) == m * n
+    boundary = find_boundary(shape, m)
+    assert boundary is not None and math.prod(shape[: boundary.p]) == m
+
+
+@pytest.mark.parametrize("x", [1, 2, 7, 97, 768, 1000, 14336, 50257])
+def test_outer_shape_always_has_boundary(x):
+    for m, n in [(x, 768), (768, x), (x, x)]:
+        shape = outer_shape(m, n)
+        assert math.prod(shape) == m * n
+        boundary = find_boundary(shape, m)
+        assert boundary is not None and math.prod(shape[: boundary.p]) == m
+
+
+def test_outer_shape_rejects_a_tiny_max_mode():
+    with pytest.raises(TTShapeError, match="max_mode"):
+        outer_shape(384, 384, 1)
 
 
 def test_balanced_factors_minimise_the_largest():

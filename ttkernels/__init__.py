@@ -25,7 +25,7 @@ from .patching import (
     unpatch,
 )
 from .serialization import load_adapter, read_adapter_config, save_adapter
-from .shapes import auto_shape
+from .shapes import auto_shape, outer_shape
 
 __all__ = [
     "DEFAULT_TARGETS",
@@ -40,6 +40,7 @@ __all__ = [
     "info",
     "load_adapter",
     "merge",
+    "outer_shape",
     "patch",
     "read_adapter_config",
     "save_adapter",

@@ -155,3 +155,23 @@ def auto_shape(m: int, n: int, max_mode: int = DEFAULT_MAX_MODE) -> list[int]:
     out_side = sorted(factorize_side(m, max_mode), reverse=True) or [1]
     in_side = sorted(factorize_side(n, max_mode)) or [1]
     return out_side + in_side
+
+
+def outer_shape(m: int, n: int, max_mode: int = 64) -> list[int]:
+    """An end-heavy TT shape, like the paper's best BERT-family shapes ([64, 36, 12, 64], [64, 16, 9, 64]).
+
+    Rule: the largest divisor of m that is at most ``max_mode`` opens the train, the largest such divisor of n
+    closes it, and what is left of each side is factored as in :func:`auto_shape` in between (output factors
+    large-to-small, input small-to-large), so the boundary falls between modes. The two end cores then act like
+    nearly free LoRA factors of the widest modes, and the small inner cores carry the bond rank. Examples:
+    384x384 -> [64, 6, 6, 64], 768x768 -> [64, 12, 12, 64], 4096x4096 -> [64, 64, 64, 64], 576x192 -> [64, 9, 3, 64].
+    """
+    if max_mode < 2:
+        raise TTShapeError(f"outer_shape: max_mode must be >= 2, got {max_mode}")
+
+    def side(x: int) -> list[int]:  # the open-end mode first
+        end = max((d for d in _divisors(x) if d <= max_mode), default=1)
+        rest = sorted(factorize_side(x // end, max_mode), reverse=True)
+        return ([end] if end > 1 else []) + rest or [1]
+
+    return side(m) + side(n)[::-1]

@@ -22,8 +22,9 @@ _HELP = {
     "model": "minilm | smollm2 | tiny-bert",
     "data": "tweets | tweets-binary | drugreview | synthetic",
     "task": "seq-cls | causal-lm",
-    "shape": "TT shape: 'auto' (default), 'auto:<max_mode>', or mode sizes like 24x16x16x24",
-    "rank": "TT rank",
+    "shape": "TT shape: 'auto' (default), 'auto:<max_mode>', 'outer[:<max_mode>]' (end-heavy, like the paper's), "
+             "or mode sizes like 64x6x6x64",
+    "rank": "TT rank: one int for every bond, or the d-1 inner ranks comma-separated, like 2,4,2",
     "alpha": "TT alpha (scale of ΔW)",
     "learning_rate": "learning rate (default: per method, see DEFAULT_LR)",
     "targets": "module-name suffixes to adapt (default: the model type's, e.g. query value)",
@@ -33,6 +34,16 @@ _HELP = {
 
 def _parse_optional_int(text: str) -> int | None:
     return None if text.lower() in ("none", "all") else int(text)
+
+
+def parse_rank(text: str) -> int | list[int]:
+    """``"5"`` -> 5 (every bond); ``"2,4,2"`` -> [2, 4, 2] (the inner ranks r_1..r_{d-1})."""
+    try:
+        ranks = [int(part) for part in text.split(",")]
+    except ValueError:
+        message = f"rank must be an int or comma-separated ints like 2,4,2, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+    return ranks[0] if len(ranks) == 1 else ranks
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
@@ -50,7 +61,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
         elif f.name == "targets":
             parser.add_argument(flag, nargs="+", default=None, help=help_text)
         elif f.name == "rank":
-            parser.add_argument(flag, type=int, default=default, help=help_text)
+            parser.add_argument(flag, type=parse_rank, default=default, help=help_text)
         elif "int | None" in hint:
             parser.add_argument(flag, type=_parse_optional_int, default=default, help=help_text)
         elif "float | None" in hint:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 import ttkernels
-from ttkernels.shapes import auto_shape
+from ttkernels.shapes import auto_shape, outer_shape
 
 from .data import TextData, load_data
 from .metrics import classification_metrics, make_compute_metrics
@@ -131,15 +131,16 @@ def resolve_shape(model: nn.Module, targets: list[str] | str | None, spec: Any) 
     """Turn a shape spec into what ``ttkernels.patch(shape=...)`` takes.
 
     ``None`` -> None (the default auto_shape); ``"auto:<k>"`` -> per layer ``auto_shape(m, n, max_mode=k)``;
-    ``"12x8x4x4x8x12"`` or a list -> that shape for every target layer; a dict is passed through.
+    ``"outer"`` / ``"outer:<k>"`` -> per layer ``outer_shape(m, n, max_mode=k)`` (k = 64 by default; the paper's
+    end-heavy shapes); ``"12x8x4x4x8x12"`` or a list -> that shape for every target layer; a dict is passed through.
     """
     if spec is None or isinstance(spec, dict):
         return spec
-    if isinstance(spec, str) and spec.startswith("auto"):
-        max_mode = int(spec.split(":", 1)[1]) if ":" in spec else None
+    if isinstance(spec, str) and spec.split(":", 1)[0] in ("auto", "outer"):
+        kind, _, k = spec.partition(":")
+        factoriser = auto_shape if kind == "auto" else outer_shape
         dims = target_dims(model, targets)
-        shapes = {name: auto_shape(m, n) if max_mode is None else auto_shape(m, n, max_mode)
-                  for name, (m, n) in dims.items()}
+        shapes = {name: factoriser(m, n) if not k else factoriser(m, n, int(k)) for name, (m, n) in dims.items()}
         return _compress_shape_dict(shapes)
     if isinstance(spec, str):
         return [int(k) for k in spec.lower().split("x")]

@@ -47,6 +47,7 @@ PAPER_SHAPES: list[list[int]] = [
     [16, 8, 4, 4, 2, 2, 4, 4, 8, 16], [16, 4, 4, 4, 2, 2, 2, 2, 4, 4, 4, 16],
 ]
 AUTO_MAX_MODES = (4, 6, 8, 12, 16, 32, 64)
+OUTER_MAX_MODES = (32, 64)
 
 
 @dataclass
@@ -62,13 +63,15 @@ class SearchSpace:
     learning_rates: list[float] = field(default_factory=lambda: [1e-3, 3e-3, 1e-2, 3e-2])
 
 
-def candidate_shapes(model, targets=None, max_modes=AUTO_MAX_MODES, paper: bool = True) -> list[str]:
-    """Shape specs for the search: ``auto:<k>`` for each max_mode k that gives a distinct set of shapes, plus
-    the paper's Table III shapes whose product fits every target layer (m·n)."""
+def candidate_shapes(model, targets=None, max_modes=AUTO_MAX_MODES, paper: bool = True,
+                     outer_max_modes=OUTER_MAX_MODES) -> list[str]:
+    """Shape specs for the search: ``auto:<k>`` for each max_mode k and ``outer:<k>`` (end-heavy shapes) for each
+    outer max_mode, keeping those that give a distinct set of shapes, plus the paper's Table III shapes whose
+    product fits every target layer (m·n)."""
     seen: dict[str, str] = {}
-    for k in max_modes:
-        label = shape_label(resolve_shape(model, targets, f"auto:{k}"))
-        seen.setdefault(label, f"auto:{k}")
+    specs = [f"auto:{k}" for k in max_modes] + [f"outer:{k}" for k in outer_max_modes]
+    for spec in specs:
+        seen.setdefault(shape_label(resolve_shape(model, targets, spec)), spec)
     if paper:
         sizes = {m * n for m, n in target_dims(model, targets).values()}
         for shape in PAPER_SHAPES:
