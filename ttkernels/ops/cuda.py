@@ -24,6 +24,7 @@ import traceback
 import torch
 
 from ..utils import logger
+from ._checks import operand_reasons
 
 NAME = "cuda"
 
@@ -31,7 +32,7 @@ NAME = "cuda"
 #: and keep per-rank accumulators in registers, so very wide boundaries lose their advantage.
 MAX_RANK = 256
 
-_SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
 _BUILD_HINT = "build it with: TTKERNELS_BUILD_CUDA=1 pip install -e . --no-build-isolation (see csrc/README.md)"
 
 _C_ERROR: str | None
@@ -69,23 +70,9 @@ def not_supported_reasons(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, bia
         major, minor = torch.cuda.get_device_capability(x.device)
         if major < 8:
             reasons.append(f"compute capability {major}.{minor} is below 8.0, the oldest arch of ttkernels._C")
-        others = [("A", A), ("B", B)] + ([("bias", bias)] if bias is not None else [])
-        for name, t in others:
-            if t.device != x.device:
-                reasons.append(f"{name} is on {t.device}, x on {x.device}")
-    for name, t in (("x", x), ("A", A), ("B", B)):
-        if t.dtype not in _SUPPORTED_DTYPES:
-            reasons.append(f"{name} has dtype {t.dtype}; the cuda backend supports float32, float16 and bfloat16")
+    reasons += operand_reasons("cuda", x, A, B, bias, max_rank=MAX_RANK, check_devices=x.device.type == "cuda")
     if bias is not None and bias.dtype != x.dtype:
         reasons.append(f"bias has dtype {bias.dtype}, x has {x.dtype}; the base GEMM needs them equal")
-    if A.dim() != 2 or B.dim() != 2:
-        reasons.append(f"A and B must be 2-D, got A {tuple(A.shape)} and B {tuple(B.shape)}")
-    else:
-        rank = A.shape[0]
-        if rank < 1:
-            reasons.append("rank R = 0: nothing for the cuda kernels to do")
-        elif rank > MAX_RANK:
-            reasons.append(f"rank R = {rank} is above the cuda backend's limit of {MAX_RANK}")
     return reasons
 
 

@@ -17,9 +17,10 @@ from typing import Any
 
 import torch
 
+from ttkernels.ops._checks import operand_reasons  # absolute: tests load this file as a top-level module
+
 NAME = "triton"
 
-_SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 _TRUE = ("1", "true", "on", "yes")
 
 _LOAD_ERROR: str | None
@@ -92,23 +93,7 @@ def not_supported_reasons(x: torch.Tensor, A: torch.Tensor, B: torch.Tensor, bia
                 reasons.append(f"bfloat16 needs compute capability >= 8.0, got {cap[0]}.{cap[1]}")
     else:
         reasons.append(f"{device} tensors are not supported (CUDA, or CPU under TRITON_INTERPRET=1)")
-    if x.dtype not in _SUPPORTED_DTYPES:
-        reasons.append(f"x dtype {x.dtype} is not supported (float32, bfloat16, float16)")
-    for name, t in (("A", A), ("B", B), ("bias", bias)):
-        if t is None:
-            continue
-        if t.dtype not in _SUPPORTED_DTYPES:
-            reasons.append(f"{name} dtype {t.dtype} is not supported (float32, bfloat16, float16)")
-        if t.device != x.device:
-            reasons.append(f"{name} is on {t.device} but x is on {x.device}")
-    if x.dim() != 2 or A.dim() != 2 or B.dim() != 2:
-        reasons.append(f"x, A, B must be 2-D, got {x.dim()}-D, {A.dim()}-D, {B.dim()}-D")
-    else:
-        R = A.shape[0]
-        if R < 1:
-            reasons.append("rank R must be >= 1")
-        elif R > configs.MAX_RANK:
-            reasons.append(f"rank R={R} exceeds the triton backend's design limit R <= {configs.MAX_RANK}")
+    reasons += operand_reasons("triton", x, A, B, bias, max_rank=configs.MAX_RANK)
     return reasons
 
 
