@@ -261,6 +261,26 @@ def test_plots_are_written(tmp_path):
     assert all(p.stat().st_size > 10_000 for p in paths)
 
 
+def test_sub_folder_comparisons_add_only_their_tt_rows(tmp_path):
+    from ttkernels.recipes.plots import read_comparisons
+    from ttkernels.recipes.tables import write_csv
+
+    def rows(tt_params):
+        return [{"method": m, "adapter_params": p, "trainable_params": p + 1155, "adapter_kb_fp16": p / 500}
+                for m, p in [("tt", tt_params), ("lora", 73728), ("head", 0)]]
+
+    write_csv(tmp_path / "compare.csv", rows(1440))
+    for name, tt_params in [("longer", 1440), ("outer", 4224), ("exploration-x", 99)]:
+        (tmp_path / name).mkdir()
+        write_csv(tmp_path / name / "compare.csv", rows(tt_params))
+    got = read_comparisons(tmp_path)
+    assert [(r["method"], r.get("label"), r.get("extra_index")) for r in got] == [
+        ("tt", None, None), ("lora", None, None), ("head", None, None),
+        ("tt", "TT-LoRA (ttkernels) [longer]", 0), ("tt", "TT-LoRA (ttkernels) [outer]", 1),
+    ]
+    assert read_comparisons(tmp_path / "longer")[0]["method"] == "tt"
+
+
 @pytest.mark.skipif(importlib.util.find_spec("ray") is not None, reason="ray is installed")
 def test_ray_backend_is_an_optional_extra_with_a_clear_error(tmp_path):
     from ttkernels.recipes.search import SearchSpace, run_search

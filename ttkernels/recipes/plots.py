@@ -17,6 +17,8 @@ from .tables import read_csv
 
 BASELINE_STYLE = {"lora": ("s", "tab:red"), "full": ("*", "tab:purple"), "head": ("v", "tab:gray"),
                   "tt": ("o", "black")}
+#: Markers and colours of the extra TT-LoRA configurations (sub-folders), in folder order.
+EXTRA_STYLES = [("h", "tab:olive"), ("P", "tab:cyan"), ("X", "tab:orange"), ("d", "tab:pink"), ("p", "tab:brown")]
 
 
 def _pyplot():
@@ -72,7 +74,7 @@ def plot_tradeoff(trials: list[dict[str, Any]], out: str | Path, compare: list[d
             x = max(1, row.get("trainable_params") or 1)
         else:
             x = max(1, row.get("adapter_params") or row.get("trainable_params") or 1)
-        marker, colour = ("h", "tab:olive") if row.get("extra") else BASELINE_STYLE.get(m, ("D", "tab:orange"))
+        marker, colour = _style(row)
         y = row.get("val_accuracy_mean")
         if y is None:
             continue
@@ -83,7 +85,7 @@ def plot_tradeoff(trials: list[dict[str, Any]], out: str | Path, compare: list[d
     ax.set_xscale("log")
     ax.set_xlabel("trainable adapter parameters (log scale; heads excluded)")
     ax.set_ylabel("validation accuracy (%)")
-    ax.set_title((title + " — " if title else "") + "adapter parameters vs accuracy (cf. paper Fig. 5)", fontsize=10)
+    ax.set_title((title + "\n" if title else "") + "adapter parameters vs accuracy (cf. paper Fig. 5)", fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(handles=handles, fontsize=7, loc="lower right", framealpha=0.9)
     fig.tight_layout()
@@ -100,9 +102,7 @@ def plot_storage(compare: list[dict[str, Any]], out: str | Path, title: str = ""
     fig, ax = plt.subplots(figsize=(7.5 if len(rows) > 4 else 6.5, 4.4), dpi=150)
     names = [_label(r).replace(" (", "\n(").replace(" [", "\n[") for r in rows]
     kb = [float(r["adapter_kb_fp16"]) for r in rows]
-    colours = [BASELINE_STYLE.get(r["method"], ("", "tab:orange"))[1] for r in rows]
-    colours = ["tab:olive" if r.get("extra") else "tab:green" if r["method"] == "tt" else c
-               for r, c in zip(rows, colours, strict=False)]
+    colours = ["tab:green" if r["method"] == "tt" and not r.get("extra") else _style(r)[1] for r in rows]
     bars = ax.bar(range(len(rows)), kb, color=colours, edgecolor="black", tick_label=names)
     ax.tick_params(axis="x", labelsize=7)
     for bar, value, row in zip(bars, kb, rows, strict=False):
@@ -113,7 +113,7 @@ def plot_storage(compare: list[dict[str, Any]], out: str | Path, title: str = ""
     ax.set_yscale("log")
     ax.set_ylim(top=max(kb) * 30 if kb else 10)
     ax.set_ylabel("saved trainable weights at 16 bit (KB, log scale)")
-    ax.set_title((title + " — " if title else "") + "storage of the trained weights (cf. paper Fig. 4)", fontsize=10)
+    ax.set_title((title + "\n" if title else "") + "storage of the trained weights (cf. paper Fig. 4)", fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
     out = Path(out)
@@ -122,25 +122,42 @@ def plot_storage(compare: list[dict[str, Any]], out: str | Path, title: str = ""
     return out
 
 
+def _style(row: dict[str, Any]) -> tuple[str, str]:
+    if row.get("extra"):
+        return EXTRA_STYLES[row.get("extra_index", 0) % len(EXTRA_STYLES)]
+    return BASELINE_STYLE.get(row["method"], ("D", "tab:orange"))
+
+
 def _label(row: dict[str, Any]) -> str:
     return row.get("label") or METHOD_NAMES.get(row["method"], row["method"])
 
 
-def plot_results(folder: str | Path, title: str = "") -> list[Path]:
-    """Draw every figure the data in ``folder`` allows (``search/trials.csv``, ``compare.csv``).
+def read_comparisons(folder: str | Path) -> list[dict[str, Any]] | None:
+    """The rows of ``folder/compare.csv`` plus the TT-LoRA rows of sub-folder comparisons.
 
-    Comparisons in sub-folders (``<folder>/<name>/compare.csv``, e.g. a second TT-LoRA configuration) are
-    added as extra entries labelled with the folder name; folders named ``exploration*`` are left out.
+    A sub-folder (``<folder>/<name>/compare.csv``: another TT-LoRA configuration or protocol) adds its TT-LoRA
+    rows as extra entries labelled with the folder name, one marker and colour per folder; its baselines are not
+    repeated. Folders named ``exploration*`` and ``search`` are left out. None when there is nothing to read.
     """
     folder = Path(folder)
     compare = read_csv(folder / "compare.csv") if (folder / "compare.csv").is_file() else None
-    for extra in sorted(folder.glob("*/compare.csv")):
-        if extra.parent.name.startswith("exploration") or extra.parent.name == "search":
-            continue
+    extras = [p for p in sorted(folder.glob("*/compare.csv"))
+              if not p.parent.name.startswith("exploration") and p.parent.name != "search"]
+    for index, extra in enumerate(extras):
         for row in read_csv(extra):
+            if row["method"] != "tt":
+                continue
             row["label"] = f"{METHOD_NAMES.get(row['method'], row['method'])} [{extra.parent.name}]"
-            row["extra"] = True
+            row["extra"], row["extra_index"] = True, index
             compare = [*(compare or []), row]
+    return compare
+
+
+def plot_results(folder: str | Path, title: str = "") -> list[Path]:
+    """Draw every figure the data in ``folder`` allows (``search/trials.csv``, the comparisons of
+    :func:`read_comparisons`)."""
+    folder = Path(folder)
+    compare = read_comparisons(folder)
     trials_file = next((p for p in (folder / "search" / "trials.csv", folder / "trials.csv") if p.is_file()), None)
     written = []
     if trials_file is not None:
