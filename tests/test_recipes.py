@@ -154,6 +154,27 @@ def test_recipe_runs_the_baselines(tmp_path, method):
         assert rec["adapter_params"] == 2 * 2 * 8 * 128
 
 
+def test_compare_takes_per_method_lr_and_weight_decay_and_resumes(tmp_path, capsys):
+    from ttkernels.recipes.__main__ import main
+
+    out = tmp_path / "cmp"
+    argv = ["compare", "--model", "tiny-bert", "--data", "synthetic", "--train-size", "48", "--val-size", "16",
+            "--test-size", "16", "--max-length", "24", "--max-steps", "2", "--eval-steps", "2", "--batch-size", "16",
+            "--no-progress", "--no-save-adapter", "--rank", "2", "--methods", "tt", "head", "--seeds", "0",
+            "--lr", "tt=3e-2", "head=1e-2", "--wd", "tt=0.1", "--weight-decay", "0.01", "--out", str(out)]
+    assert main(argv) == 0
+    runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    got = {r["method"]: (r["learning_rate"], r["weight_decay"]) for r in runs}
+    assert got == {"tt": (3e-2, 0.1), "head": (1e-2, 0.01)}
+    assert "weight decay 0.1" in (out / "compare.md").read_text()
+    capsys.readouterr()
+    assert main(argv) == 0  # everything is in runs.jsonl already: nothing runs again
+    assert capsys.readouterr().out.count("already in") == 2
+    assert len((out / "runs.jsonl").read_text().splitlines()) == 2
+    with pytest.raises(SystemExit, match="METHOD=VALUE"):
+        main([*argv[:-4], "--wd", "tt:0.1", "--out", str(out)])
+
+
 def test_head_learning_rate_is_a_separate_param_group(tmp_path):
     from ttkernels.recipes.finetune import build_trainer, prepare
 

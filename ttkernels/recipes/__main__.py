@@ -15,7 +15,7 @@ import typing
 from dataclasses import MISSING, fields
 from typing import Any
 
-from .finetune import FinetuneConfig
+from .finetune import METHODS, FinetuneConfig
 
 _HELP = {
     "method": "tt | lora | full | head",
@@ -80,10 +80,13 @@ def config_from_args(args: argparse.Namespace, **overrides: Any) -> FinetuneConf
     return FinetuneConfig(**values)
 
 
-def _lr_map(items: list[str] | None) -> dict[str, float]:
+def _method_map(items: list[str] | None) -> dict[str, float]:
+    """``["tt=1e-2", "lora=2e-3"]`` -> {"tt": 0.01, "lora": 0.002}; a clear error for anything else."""
     out = {}
     for item in items or []:
         method, _, value = item.partition("=")
+        if method not in METHODS or not value:
+            raise SystemExit(f"expected METHOD=VALUE with METHOD in {', '.join(METHODS)}, got {item!r}")
         out[method] = float(value)
     return out
 
@@ -103,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     p_cmp.add_argument("--methods", nargs="+", default=["tt", "lora", "full", "head"])
     p_cmp.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p_cmp.add_argument("--lr", nargs="*", metavar="METHOD=LR", help="learning rates, e.g. tt=5e-3 lora=1e-3")
+    p_cmp.add_argument("--wd", nargs="*", metavar="METHOD=WD",
+                       help="per-method weight decay, e.g. tt=0.1 (others: --weight-decay)")
     p_cmp.add_argument("--out", required=True, help="results folder (runs.jsonl, compare.csv, compare.md)")
 
     p_s = sub.add_parser("search", help="HyperBand search over TT shape, rank, alpha and learning rate")
@@ -132,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         from .compare import run_compare
 
         base = config_from_args(args, method="tt", seed=0, learning_rate=None)
-        run_compare(base, args.methods, args.seeds, args.out, _lr_map(args.lr), command=command)
+        run_compare(base, args.methods, args.seeds, args.out, _method_map(args.lr), command=command,
+                    weight_decays=_method_map(args.wd))
     elif args.command == "search":
         from .search import SearchSpace, run_search
 

@@ -59,7 +59,7 @@ def summarize(runs: list[dict[str, Any]], methods: list[str] | None = None) -> l
             "test_accuracy": f"{acc[0]:.2f} ± {acc[1]:.2f}", "test_f1": f"{f1[0]:.2f} ± {f1[1]:.2f}",
             "test_mcc": f"{mcc[0]:.2f} ± {mcc[1]:.2f}",
             "learning_rate": rs[0]["learning_rate"], "rank": rs[0].get("rank"), "alpha": rs[0].get("alpha"),
-            "shape": rs[0].get("shape"),
+            "shape": rs[0].get("shape"), "weight_decay": rs[0].get("weight_decay"),
             "steps_mean": statistics.fmean(r["steps"] for r in rs),
             "wall_time_s_mean": statistics.fmean(r["wall_time_s"] for r in rs),
             "train_time_s_mean": statistics.fmean(r["train_time_s"] for r in rs),
@@ -122,8 +122,9 @@ def write_summary(out: Path, runs: list[dict[str, Any]], methods: list[str], bas
         lines += [goal, ""]
     tt = next((r for r in rows if r["method"] == "tt"), None)
     if tt:
-        lines += [f"TT-LoRA: shape {tt['shape']}, rank {tt['rank']}, alpha {tt['alpha']}, lr {tt['learning_rate']}.",
-                  ""]
+        wd = f", weight decay {tt['weight_decay']:g}" if tt.get("weight_decay") else ""
+        lines += [f"TT-LoRA: shape {tt['shape']}, rank {tt['rank']}, alpha {tt['alpha']}, "
+                  f"lr {tt['learning_rate']}{wd}.", ""]
     lines += ["## Runs", "", markdown_table(runs, RUN_COLUMNS), ""]
     info = machine_info()
     lines += ["## How it was made", ""]
@@ -148,8 +149,12 @@ RUN_COLUMNS = ["method", "seed", "learning_rate", "adapter_params", "test_accura
 
 def run_compare(base: FinetuneConfig, methods: list[str], seeds: list[int], out_dir: str | Path,
                 learning_rates: dict[str, float] | None = None, command: str | None = None,
-                runs_dir: str | Path = "runs/compare") -> list[dict[str, Any]]:
-    """Run every (seed, method) not yet in ``out_dir/runs.jsonl``; return the summary rows."""
+                runs_dir: str | Path = "runs/compare",
+                weight_decays: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """Run every (seed, method) not yet in ``out_dir/runs.jsonl``; return the summary rows.
+
+    ``learning_rates`` / ``weight_decays`` map a method to its own value (others: the method's default lr,
+    ``base.weight_decay``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "runs.jsonl"
@@ -163,7 +168,8 @@ def run_compare(base: FinetuneConfig, methods: list[str], seeds: list[int], out_
                 print(f"[compare] {method} seed {seed}: already in {log}, skipped")
                 continue
             lr = (learning_rates or {}).get(method)
-            cfg = replace(base, method=method, seed=seed, learning_rate=lr, evaluate_before=False,
+            wd = (weight_decays or {}).get(method, base.weight_decay)
+            cfg = replace(base, method=method, seed=seed, learning_rate=lr, weight_decay=wd, evaluate_before=False,
                           head_lr=None if method == "head" else base.head_lr,  # head only: its lr is the head's
                           output_dir=str(Path(runs_dir) / out.name / f"{method}-seed{seed}"))
             record = finetune(cfg, data=data)

@@ -552,7 +552,7 @@ def finetune(cfg: FinetuneConfig, data: TextData | None = None, loaded: LoadedMo
     state = trainer.state
     record: dict[str, Any] = {
         "method": cfg.method, "model": cfg.model, "data": cfg.data, "task": cfg.task, "seed": cfg.seed,
-        "learning_rate": cfg.lr, "head_lr": cfg.head_lr,
+        "learning_rate": cfg.lr, "head_lr": cfg.head_lr, "weight_decay": cfg.weight_decay,
         "rank": cfg.rank if cfg.method == "tt" else (cfg.lora_r if cfg.method == "lora" else None),
         "alpha": cfg.alpha if cfg.method == "tt" else (cfg.lora_alpha if cfg.method == "lora" else None),
         "shape": shape_label(prep.shape) if cfg.method == "tt" else None,
