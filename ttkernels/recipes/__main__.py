@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     p_s.add_argument("--trials", type=int, default=20)
     p_s.add_argument("--backend", choices=["optuna", "ray"], default="optuna")
     p_s.add_argument("--pruner", choices=["hyperband", "median", "none"], default="hyperband")
-    p_s.add_argument("--shapes", nargs="+", help="shape specs (default: auto:<k> for several k + paper shapes)")
+    p_s.add_argument("--shapes", nargs="+",
+                     help="shape specs (default: auto:<k> and outer:<k> for several k + the paper's shapes that fit)")
     p_s.add_argument("--ranks", nargs="+", type=int)
     p_s.add_argument("--alphas", nargs="+", type=float)
     p_s.add_argument("--lrs", nargs="+", type=float)
