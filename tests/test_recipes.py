@@ -171,8 +171,9 @@ def test_compare_takes_per_method_lr_and_weight_decay_and_resumes(tmp_path, caps
     assert main(argv) == 0  # everything is in runs.jsonl already: nothing runs again
     assert capsys.readouterr().out.count("already in") == 2
     assert len((out / "runs.jsonl").read_text().splitlines()) == 2
-    with pytest.raises(SystemExit, match="METHOD=VALUE"):
-        main([*argv[:-4], "--wd", "tt:0.1", "--out", str(out)])
+    for bad in ("tt:0.1", "tt=abc", "loar=0.1"):
+        with pytest.raises(SystemExit, match="METHOD=VALUE"):
+            main([*argv[:-2], "--wd", bad, "--out", str(out)])
 
 
 def test_head_learning_rate_is_a_separate_param_group(tmp_path):

@@ -32,7 +32,6 @@ NAME = "cuda"
 #: and keep per-rank accumulators in registers, so very wide boundaries lose their advantage.
 MAX_RANK = 256
 
-
 _BUILD_HINT = "build it with: TTKERNELS_BUILD_CUDA=1 pip install -e . --no-build-isolation (see csrc/README.md)"
 
 _C_ERROR: str | None

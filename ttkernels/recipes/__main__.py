@@ -76,9 +76,12 @@ def _method_map(items: list[str] | None) -> dict[str, float]:
     out = {}
     for item in items or []:
         method, _, value = item.partition("=")
-        if method not in METHODS or not value:
-            raise SystemExit(f"expected METHOD=VALUE with METHOD in {', '.join(METHODS)}, got {item!r}")
-        out[method] = float(value)
+        try:
+            if method not in METHODS:
+                raise ValueError(method)
+            out[method] = float(value)
+        except ValueError:
+            raise SystemExit(f"expected METHOD=VALUE with METHOD in {', '.join(METHODS)}, got {item!r}") from None
     return out
 
 
