@@ -210,14 +210,18 @@ def test_best_model_by_validation_loss_is_restored(tmp_path):
 
 
 def test_shape_specs_resolve_with_the_automatic_factoriser():
+    from ttkernels.recipes.finetune import resolve_rank
     from ttkernels.recipes.models import load_model
-    from ttkernels.shapes import auto_shape, outer_shape
+    from ttkernels.shapes import auto_shape, boundary_ranks, outer_shape
 
     model = load_model("tiny-bert", num_labels=3, hidden=48).model
     assert resolve_shape(model, None, "auto:4") == auto_shape(48, 48, 4)
     assert resolve_shape(model, None, "6x8x8x6") == [6, 8, 8, 6]
     assert resolve_shape(model, None, "outer:16") == outer_shape(48, 48, 16) == [16, 3, 3, 16]
     assert resolve_shape(model, None, "outer") == outer_shape(48, 48) == [48, 48]
+    assert resolve_rank(model, None, [16, 3, 3, 16], "2/4") == [2, 4, 2]
+    assert resolve_rank(model, None, None, "2/4") == boundary_ranks(auto_shape(48, 48), 48, 2, 4)
+    assert resolve_rank(model, None, [16, 3, 3, 16], [3, 3, 3]) == [3, 3, 3]
     assert resolve_shape(model, None, None) is None
 
 
@@ -230,9 +234,11 @@ def test_rank_flag_takes_one_rank_or_the_inner_ranks():
     add_config_arguments(parser)
     assert config_from_args(parser.parse_args(["--rank", "3"])).rank == 3
     assert config_from_args(parser.parse_args(["--rank", "2,4,2"])).rank == [2, 4, 2]
+    assert config_from_args(parser.parse_args(["--rank", "2/4"])).rank == "2/4"
     assert config_from_args(parser.parse_args([])).rank == FinetuneConfig().rank
-    with pytest.raises(SystemExit):
-        parser.parse_args(["--rank", "2,x"])
+    for bad in ("2,x", "2/0", "2/4/8"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--rank", bad])
 
 
 # ----------------------------------------------------------------------------------------------- search
@@ -261,6 +267,22 @@ def test_search_runs_three_trials_with_hyperband_pruning(tmp_path):
     one = SearchSpace(shapes=["auto:4"], ranks=[2], alphas=[1.0], learning_rates=[1e-3])
     res3 = run_search(cfg, n_trials=2, space=one, verbose=False)
     assert res3.trials[1]["note"] == "duplicate of trial 0" and res3.trials[0]["state"] == "complete"
+
+
+def test_search_offers_boundary_ranks_that_fit_every_shape(tmp_path):
+    pytest.importorskip("optuna")
+    from ttkernels.recipes.search import SearchSpace, run_search
+
+    cfg = tiny_cfg(tmp_path, max_steps=2, eval_steps=2, evaluate_before=False)
+    space = SearchSpace(shapes=["outer:16", "auto:4"], ranks=["2/4"], alphas=[1.0], learning_rates=[1e-2])
+    res = run_search(cfg, n_trials=2, space=space, out_dir=tmp_path / "search", verbose=False)
+    # tiny-bert: query/value of 2 layers, 64x64; 16x4x4x16 with ranks [2,4,2]: 32 + 32 + 32 + 32 = 128 per layer,
+    # 4x4x4x4x4x4 with ranks [2,2,4,2,2]: 8 + 16 + 32 + 32 + 16 + 8 = 112 per layer
+    by_shape = {t["shape"]: t for t in res.trials if not t.get("note")}
+    assert by_shape["16x4x4x16"]["adapter_params"] == 4 * 128
+    assert by_shape["4x4x4x4x4x4"]["adapter_params"] == 4 * 112
+    assert all(t["rank"] == "2/4" for t in res.trials)
+    assert res.best["config"]["rank"] == "2/4"
 
 
 def test_plots_are_written(tmp_path):

@@ -6,7 +6,15 @@ from paper_shapes import TABLE_III
 from torch import nn
 
 from ttkernels import TTLinear, TTShapeError, auto_shape, outer_shape
-from ttkernels.shapes import Boundary, balanced_factors, find_boundary, normalize_ranks, num_parameters, validate_shape
+from ttkernels.shapes import (
+    Boundary,
+    balanced_factors,
+    boundary_ranks,
+    find_boundary,
+    normalize_ranks,
+    num_parameters,
+    validate_shape,
+)
 
 
 @pytest.mark.parametrize(("mn", "shape"), TABLE_III, ids=[f"{m}x{n}-{s}" for (m, n), s in TABLE_III])
@@ -94,6 +102,14 @@ def test_outer_shape_always_has_boundary(x):
 def test_outer_shape_rejects_a_tiny_max_mode():
     with pytest.raises(TTShapeError, match="max_mode"):
         outer_shape(384, 384, 1)
+
+
+def test_boundary_ranks_put_R_on_the_in_out_bond():
+    assert boundary_ranks([64, 6, 6, 64], 384, 2, 4) == [2, 4, 2]
+    assert boundary_ranks([6, 4, 4, 4, 4, 4, 4, 6], 384, 2, 4) == [2, 2, 2, 4, 2, 2, 2]
+    assert boundary_ranks([24, 16, 16, 24], 384, 3, 3) == [3, 3, 3]
+    with pytest.raises(TTShapeError, match="boundary rank"):
+        boundary_ranks([4, 8, 8], 16, 2, 4)  # 16 = 4 x (half of 8): the boundary falls inside the middle mode
 
 
 def test_balanced_factors_minimise_the_largest():

@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-size", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--rank", type=parse_rank, default=None,
-                   help="TT rank: an int, or the inner ranks like 2,4,2 (default: 2,4,2; --synthetic: 5)")
+                   help="TT rank: an int, the inner ranks like 2,4,2, or r/R like 2/4 (default: 2,4,2; --synthetic: 5)")
     p.add_argument("--alpha", type=float, default=None, help="TT alpha (default: 0.25; --synthetic: 8)")
     p.add_argument("--shape", default=None,
                    help="TT shape: auto, auto:<max_mode>, outer[:<max_mode>], or e.g. 24x16x16x24 "

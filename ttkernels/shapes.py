@@ -175,3 +175,15 @@ def outer_shape(m: int, n: int, max_mode: int = 64) -> list[int]:
         return ([end] if end > 1 else []) + rest or [1]
 
     return side(m) + side(n)[::-1]
+
+
+def boundary_ranks(shape: list[int], m: int, rank: int, boundary_rank: int) -> list[int]:
+    """Inner ranks r_1..r_{d-1}: ``rank`` on every bond but the one between the output and input modes, which gets
+    ``boundary_rank`` (the rank R of the factors, ΔW = B·A). Example: 64x6x6x64 with m = 384, 2, 4 -> [2, 4, 2]."""
+    boundary = find_boundary(list(shape), m)
+    if boundary is None or boundary.split is not None or boundary.p in (0, len(shape)):
+        raise TTShapeError(f"shape {list(shape)} has no bond between its output modes (product {m}) and its input "
+                           "modes, so a boundary rank ('r/R') does not apply; give the inner ranks instead")
+    ranks = [rank] * (len(shape) - 1)
+    ranks[boundary.p - 1] = boundary_rank
+    return ranks

@@ -26,13 +26,29 @@ def env_flag(name: str, default: bool = False) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-def parse_rank(text: str) -> int | list[int]:
-    """Command-line TT rank: ``"5"`` -> 5 (every bond); ``"2,4,2"`` -> [2, 4, 2] (the inner ranks r_1..r_{d-1})."""
+def parse_rank(text: str) -> int | list[int] | str:
+    """Command-line TT rank: ``"5"`` -> 5 (every bond); ``"2,4,2"`` -> [2, 4, 2] (the inner ranks r_1..r_{d-1});
+    ``"2/4"`` -> "2/4" (rank 2 on every bond, 4 on the bond between the output and input modes, for any shape)."""
     import argparse
 
     try:
+        if "/" in text:
+            rank, boundary = (int(part) for part in text.split("/"))
+            if rank < 1 or boundary < 1:
+                raise ValueError(text)
+            return f"{rank}/{boundary}"
         ranks = [int(part) for part in text.split(",")]
     except ValueError:
-        message = f"rank must be an int or comma-separated ints like 2,4,2, got {text!r}"
+        message = f"rank must be an int, comma-separated ints like 2,4,2, or r/R like 2/4, got {text!r}"
         raise argparse.ArgumentTypeError(message) from None
     return ranks[0] if len(ranks) == 1 else ranks
+
+
+def parse_rank_choice(text: str) -> int | str:
+    """A rank the search can offer: an int, or ``"r/R"`` (a boundary rank, valid for every shape)."""
+    import argparse
+
+    value = parse_rank(text)
+    if isinstance(value, list):
+        raise argparse.ArgumentTypeError(f"search ranks are an int or r/R (like 2/4), got {text!r}")
+    return value

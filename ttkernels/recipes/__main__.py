@@ -15,7 +15,7 @@ import typing
 from dataclasses import MISSING, fields
 from typing import Any
 
-from ..utils import parse_rank
+from ..utils import parse_rank, parse_rank_choice
 from .finetune import METHODS, FinetuneConfig
 
 _HELP = {
@@ -25,7 +25,7 @@ _HELP = {
     "task": "seq-cls | causal-lm",
     "shape": "TT shape: 'auto' (default), 'auto:<max_mode>', 'outer[:<max_mode>]' (end-heavy, like the paper's), "
              "or mode sizes like 64x6x6x64",
-    "rank": "TT rank: one int for every bond, or the d-1 inner ranks comma-separated, like 2,4,2",
+    "rank": "TT rank: one int for every bond, the d-1 inner ranks like 2,4,2, or r/R like 2/4 (R at the in/out bond)",
     "alpha": "TT alpha (scale of ΔW)",
     "learning_rate": "learning rate (default: per method, see DEFAULT_LR)",
     "targets": "module-name suffixes to adapt (default: the model type's, e.g. query value)",
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     p_s.add_argument("--pruner", choices=["hyperband", "median", "none"], default="hyperband")
     p_s.add_argument("--shapes", nargs="+",
                      help="shape specs (default: auto:<k> and outer:<k> for several k + the paper's shapes that fit)")
-    p_s.add_argument("--ranks", nargs="+", type=int)
+    p_s.add_argument("--ranks", nargs="+", type=parse_rank_choice, help="ints, or r/R boundary ranks like 2/4")
     p_s.add_argument("--alphas", nargs="+", type=float)
     p_s.add_argument("--lrs", nargs="+", type=float)
     p_s.add_argument("--sampler-seed", type=int, default=0)

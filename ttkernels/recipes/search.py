@@ -55,7 +55,7 @@ class SearchSpace:
     """Discrete choices (as in the paper's Table III). Shapes are specs for ``resolve_shape``."""
 
     shapes: list[str]
-    ranks: list[int] = field(default_factory=lambda: [2, 4, 5, 8, 10])
+    ranks: list[int | str] = field(default_factory=lambda: [2, 4, 5, 8, 10])  # ints, or "r/R" boundary ranks
     # With Adam and unit-scale cores the good region is a high lr with a small alpha (alpha*lr ≲ 1e-2; see
     # DEFAULT_LR in finetune.py); with this library's unit-scale init, the paper's ranges (alpha 1..32, lr ≤ 1e-3)
     # train the factors too slowly.
@@ -139,6 +139,11 @@ def optuna_space(space: SearchSpace):
     return hp_space
 
 
+def _rank_value(rank: Any) -> int | str:
+    """A trial's rank choice: "r/R" stays a string (resolved per layer by ``resolve_rank``), the rest is an int."""
+    return rank if isinstance(rank, str) and "/" in rank else int(rank)
+
+
 def _trial_params(trial: Any, base: FinetuneConfig, space: SearchSpace) -> dict[str, Any]:
     """The trial's hyperparameters: optuna trial (the Trainer calls model_init before it sets the trial
     up, so ask the space here), Ray Tune dict, or None (the Trainer's first model_init call)."""
@@ -208,7 +213,7 @@ def run_search(
     def model_init(trial=None):
         params = _trial_params(trial, base, space)
         _skip_duplicate(trial)
-        cfg = replace(base, shape=params["tt_shape"], rank=int(params["tt_rank"]),
+        cfg = replace(base, shape=params["tt_shape"], rank=_rank_value(params["tt_rank"]),
                       alpha=float(params["tt_alpha"]), learning_rate=float(params["learning_rate"]))
         from transformers import set_seed
 
@@ -232,7 +237,7 @@ def run_search(
         trials, best = _run_ray(trainer, space, n_trials, log, every, total, out)
     else:
         raise ValueError(f"unknown search backend {backend!r}; use 'optuna' or 'ray'")
-    best_cfg = replace(base, shape=best["tt_shape"], rank=int(best["tt_rank"]), alpha=float(best["tt_alpha"]),
+    best_cfg = replace(base, shape=best["tt_shape"], rank=_rank_value(best["tt_rank"]), alpha=float(best["tt_alpha"]),
                        learning_rate=float(best["learning_rate"]))
     best_record = {"trial": best.get("trial"), "objective_best_val_loss": best.get("value"),
                    "params": {k: best[k] for k in ("tt_shape", "tt_rank", "tt_alpha", "learning_rate")},
