@@ -210,18 +210,14 @@ def test_best_model_by_validation_loss_is_restored(tmp_path):
 
 
 def test_shape_specs_resolve_with_the_automatic_factoriser():
-    from ttkernels.recipes.finetune import resolve_rank
     from ttkernels.recipes.models import load_model
-    from ttkernels.shapes import auto_shape, boundary_ranks, outer_shape
+    from ttkernels.shapes import auto_shape, outer_shape
 
     model = load_model("tiny-bert", num_labels=3, hidden=48).model
     assert resolve_shape(model, None, "auto:4") == auto_shape(48, 48, 4)
     assert resolve_shape(model, None, "6x8x8x6") == [6, 8, 8, 6]
     assert resolve_shape(model, None, "outer:16") == outer_shape(48, 48, 16) == [16, 3, 3, 16]
     assert resolve_shape(model, None, "outer") == outer_shape(48, 48) == [48, 48]
-    assert resolve_rank(model, None, [16, 3, 3, 16], "2/4") == [2, 4, 2]
-    assert resolve_rank(model, None, None, "2/4") == boundary_ranks(auto_shape(48, 48), 48, 2, 4)
-    assert resolve_rank(model, None, [16, 3, 3, 16], [3, 3, 3]) == [3, 3, 3]
     assert resolve_shape(model, None, None) is None
 
 

@@ -112,6 +112,16 @@ def test_boundary_ranks_put_R_on_the_in_out_bond():
         boundary_ranks([4, 8, 8], 16, 2, 4)  # 16 = 4 x (half of 8): the boundary falls inside the middle mode
 
 
+def test_ttlinear_takes_a_boundary_rank_for_its_own_shape():
+    base = nn.Linear(48, 48)
+    assert TTLinear(base, shape=[16, 3, 3, 16], rank="2/4").ranks == [1, 2, 4, 2, 1]
+    assert TTLinear(base, rank="2/4").ranks[1:-1] == boundary_ranks(auto_shape(48, 48), 48, 2, 4)
+    assert TTLinear(base, shape=[16, 3, 3, 16], rank=[3, 3, 3]).ranks == [1, 3, 3, 3, 1]
+    for bad in ("2/x", "0/4", "2/4/8"):
+        with pytest.raises(TTShapeError, match=r"r/R|positive"):
+            TTLinear(base, shape=[16, 3, 3, 16], rank=bad)
+
+
 def test_balanced_factors_minimise_the_largest():
     assert balanced_factors(4096, 3) == (16, 16, 16)
     assert balanced_factors(768, 2) == (24, 32)

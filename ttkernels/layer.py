@@ -14,7 +14,7 @@ from .errors import TTShapeError
 from .ops import tt_adapter, tt_linear
 from .ops.contract import contract_factors, factor_rank
 from .ops.reference import dense_delta_weight
-from .shapes import auto_shape, find_boundary, normalize_ranks, validate_shape
+from .shapes import auto_shape, boundary_ranks, find_boundary, normalize_ranks, parse_boundary_rank, validate_shape
 from .utils import warn_once
 
 BaseKind = Literal["linear", "conv1d", "adapter"]
@@ -76,7 +76,8 @@ class TTLinear(nn.Module):
     Args:
         base: the frozen layer (nn.Linear, HF Conv1D, or any module with in/out_features).
         shape: TT mode sizes with ∏shape = m·n; None chooses :func:`ttkernels.shapes.auto_shape`.
-        rank: one int, or the d-1 inner ranks.
+        rank: one int, the d-1 inner ranks, or "r/R" (r on every bond, R on the bond between the output and
+            input modes, e.g. "2/4" on 64x6x6x64 is [2, 4, 2]).
         alpha: scale of ΔW (multiplies ΔW directly, not divided by the rank).
         init: "zero" (default: Gaussian cores, last core zero, so ΔW = 0 at step 0) or "gaussian" (all cores
             Gaussian, as in the paper; ΔW != 0 at step 0).
@@ -88,7 +89,7 @@ class TTLinear(nn.Module):
         self,
         base: nn.Module,
         shape: list[int] | None = None,
-        rank: int | list[int] = 5,
+        rank: int | list[int] | str = 5,
         alpha: float = 8.0,
         *,
         init: InitMode = "zero",
@@ -102,6 +103,8 @@ class TTLinear(nn.Module):
         self.m, self.n = base_dims(base)
         self.layer_name = name
         self.shape = validate_shape(auto_shape(self.m, self.n) if shape is None else shape, self.m, self.n, name=name)
+        if isinstance(rank, str):  # "r/R": r on every bond, R on the in/out bond, whatever the shape
+            rank = boundary_ranks(self.shape, self.m, *parse_boundary_rank(rank, name=name))
         self.ranks = normalize_ranks(rank, len(self.shape), name=name)
         if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not math.isfinite(alpha):
             raise ValueError(f"{name}: alpha must be a finite number, got {alpha!r}")

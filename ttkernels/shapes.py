@@ -177,6 +177,17 @@ def outer_shape(m: int, n: int, max_mode: int = 64) -> list[int]:
     return side(m) + side(n)[::-1]
 
 
+def parse_boundary_rank(spec: str, *, name: str = "layer") -> tuple[int, int]:
+    """``"r/R"`` -> (r, R), both >= 1: rank r on every bond, R on the bond between the output and input modes."""
+    try:
+        rank, boundary_rank = (int(part) for part in spec.split("/"))
+    except ValueError:
+        raise TTShapeError(f"{name}: a boundary rank is written r/R, like 2/4, got {spec!r}") from None
+    if rank < 1 or boundary_rank < 1:
+        raise TTShapeError(f"{name}: TT ranks must be positive integers, got {spec!r}")
+    return rank, boundary_rank
+
+
 def boundary_ranks(shape: list[int], m: int, rank: int, boundary_rank: int) -> list[int]:
     """Inner ranks r_1..r_{d-1}: ``rank`` on every bond but the one between the output and input modes, which gets
     ``boundary_rank`` (the rank R of the factors, ΔW = B·A). Example: 64x6x6x64 with m = 384, 2, 4 -> [2, 4, 2]."""

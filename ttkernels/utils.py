@@ -31,14 +31,14 @@ def parse_rank(text: str) -> int | list[int] | str:
     ``"2/4"`` -> "2/4" (rank 2 on every bond, 4 on the bond between the output and input modes, for any shape)."""
     import argparse
 
+    from .errors import TTShapeError
+    from .shapes import parse_boundary_rank
+
     try:
         if "/" in text:
-            rank, boundary = (int(part) for part in text.split("/"))
-            if rank < 1 or boundary < 1:
-                raise ValueError(text)
-            return f"{rank}/{boundary}"
+            return "{}/{}".format(*parse_boundary_rank(text))
         ranks = [int(part) for part in text.split(",")]
-    except ValueError:
+    except (ValueError, TTShapeError):
         message = f"rank must be an int, comma-separated ints like 2,4,2, or r/R like 2/4, got {text!r}"
         raise argparse.ArgumentTypeError(message) from None
     return ranks[0] if len(ranks) == 1 else ranks

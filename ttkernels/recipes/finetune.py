@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 import ttkernels
-from ttkernels.shapes import auto_shape, boundary_ranks, outer_shape
+from ttkernels.shapes import auto_shape, outer_shape
 
 from .data import TextData, load_data
 from .metrics import classification_metrics, make_compute_metrics
@@ -71,7 +71,7 @@ class FinetuneConfig:
     seed: int = 0
     # TT-LoRA
     targets: list[str] | None = None
-    rank: int | list[int] | str = 5  # an int, the inner ranks, or "r/R" (R at the in/out bond; see resolve_rank)
+    rank: int | list[int] | str = 5  # an int, the inner ranks, or "r/R" (R at the in/out bond; see TTLinear)
     alpha: float = 0.25  # goes with DEFAULT_LR["tt"]; see the note there
     shape: Any = None  # None, "auto:<max_mode>", a list of mode sizes, or a dict target -> shape
     init: str = "zero"
@@ -147,28 +147,6 @@ def resolve_shape(model: nn.Module, targets: list[str] | str | None, spec: Any) 
     return list(spec)
 
 
-def resolve_rank(model: nn.Module, targets: list[str] | str | None, shape: Any, rank: Any) -> Any:
-    """Turn a rank spec into what ``ttkernels.patch(rank=...)`` takes, given the resolved ``shape``.
-
-    ``"r/R"`` -> per layer ``boundary_ranks(shape, m, r, R)``: r on every bond, R on the bond between the output
-    and input modes (so one spec fits shapes with any number of cores; 64x6x6x64 with "2/4" -> [2, 4, 2]).
-    An int or a list of inner ranks passes through.
-    """
-    if not isinstance(rank, str):
-        return rank
-    r, boundary = (int(part) for part in rank.split("/"))
-    ranks = {}
-    for name, (m, n) in target_dims(model, targets).items():
-        if shape is None:
-            layer_shape = auto_shape(m, n)
-        elif isinstance(shape, dict):
-            layer_shape = shape.get(name, shape.get(name.rsplit(".", 1)[-1]))
-        else:
-            layer_shape = shape
-        ranks[name] = boundary_ranks(layer_shape, m, r, boundary)
-    return _compress_shape_dict(ranks)
-
-
 def _compress_shape_dict(shapes: dict[str, list[int]]) -> dict[str, list[int]] | list[int]:
     """One list if every layer has the same shape, else a dict keyed by the last name component when that is
     unambiguous (``q_proj``), else by full module name."""
@@ -226,8 +204,7 @@ def apply_method(model: nn.Module, cfg: FinetuneConfig) -> tuple[nn.Module, Para
     if cfg.method == "tt":
         resolved_shape = resolve_shape(model, cfg.targets, cfg.shape)
         ttkernels.patch(
-            model, targets=cfg.targets, rank=resolve_rank(model, cfg.targets, resolved_shape, cfg.rank),
-            alpha=cfg.alpha, shape=resolved_shape, init=cfg.init,
+            model, targets=cfg.targets, rank=cfg.rank, alpha=cfg.alpha, shape=resolved_shape, init=cfg.init,
             modules_to_save=heads or None,
         )
         count = ttkernels.trainable_parameters(model)

@@ -140,7 +140,7 @@ def optuna_space(space: SearchSpace):
 
 
 def _rank_value(rank: Any) -> int | str:
-    """A trial's rank choice: "r/R" stays a string (resolved per layer by ``resolve_rank``), the rest is an int."""
+    """A trial's rank choice: "r/R" stays a string (each TTLinear resolves it for its shape), the rest is an int."""
     return rank if isinstance(rank, str) and "/" in rank else int(rank)
 
 
