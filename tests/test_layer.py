@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from utils import TOLERANCES, assert_close_verbose, max_rel_err
 
+import ttkernels.utils
 from ttkernels import TTLinear, TTShapeError
 from ttkernels.ops import contract_factors, dense_delta_weight
 from ttkernels.shapes import find_boundary
@@ -187,7 +188,8 @@ def test_unmerge_without_merge_warns(caplog):
     assert "not merged" in caplog.text
 
 
-def test_dense_path_warns_once_and_strict_refuses(caplog):
+def test_dense_path_warns_once_and_strict_refuses(caplog, monkeypatch):
+    monkeypatch.setattr(ttkernels.utils, "_warned", set())  # another test file may have built this shape first
     base = nn.Linear(768, 768)
     with caplog.at_level(logging.WARNING, logger="ttkernels"):
         layer = TTLinear(base, shape=[64, 16, 9, 64], rank=2, init="gaussian")
