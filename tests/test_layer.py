@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from utils import TOLERANCES, assert_close_verbose, max_rel_err
 
+import ttkernels
 import ttkernels.utils
 from ttkernels import TTLinear, TTShapeError
 from ttkernels.ops import contract_factors, dense_delta_weight
@@ -314,3 +315,35 @@ def test_bias_dtype_mismatch_is_a_clear_error():
     layer = TTLinear(base, shape=[8, 16], rank=2)
     with pytest.raises(TypeError, match=r"bias is torch\.float64 but x is torch\.float32"):
         layer(torch.randn(2, 16))
+
+
+@pytest.mark.parametrize("shape", [[8, 2, 2, 12], [8, 6, 8]], ids=["factors", "dense-path"])
+def test_dropout_masks_only_the_tt_path_in_training(shape):
+    torch.manual_seed(0)
+    base = nn.Linear(24, 16, dtype=torch.float64)
+    layer = TTLinear(base, shape=shape, rank=3, init="gaussian", dropout=0.5, dtype=torch.float64)
+    x = torch.randn(5, 24, dtype=torch.float64)
+    delta = layer.alpha * layer.delta_weight(torch.float64)
+
+    torch.manual_seed(1)
+    y = layer(x)
+    torch.manual_seed(1)
+    dropped = torch.nn.functional.dropout(x, 0.5, True)
+    assert_close_verbose(y, base(x) + dropped @ delta.t(), torch.float64, "y with dropout")
+    assert not torch.allclose(y, base(x) + x @ delta.t())  # the mask really applied
+    y.sum().backward()
+    assert all(c.grad is not None and c.grad.abs().sum() > 0 for c in layer.cores)
+
+    layer.eval()  # no dropout at evaluation: the plain layer
+    assert_close_verbose(layer(x), base(x) + x @ delta.t(), torch.float64, "y in eval")
+
+
+def test_dropout_is_validated_and_reaches_every_patched_layer():
+    for bad in (1.0, -0.1, True, "0.1"):
+        with pytest.raises(ValueError, match="dropout must be a probability"):
+            TTLinear(nn.Linear(16, 8), shape=[8, 16], rank=2, dropout=bad)
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8))
+    ttkernels.patch(model, targets=["0", "2"], rank=2, shape=[8, 8], dropout=0.1)
+    layers = ttkernels.tt_layers(model)
+    assert len(layers) == 2 and all(layer.dropout == 0.1 for layer in layers.values())
+    assert "dropout=0.1" in repr(layers["0"])

@@ -47,6 +47,9 @@ class TTConfig:
         metadata={"help": "TT shape (∏ = m*n), a dict target -> shape, or None for the automatic factorisation."},
     )
     init: str = field(default="zero", metadata={"help": "'zero' (ΔW = 0 at step 0) or 'gaussian' (the paper's)."})
+    dropout: float = field(
+        default=0.0, metadata={"help": "Dropout on the TT path's input in training (like PEFT's lora_dropout)."}
+    )
     strict: bool = field(default=False, metadata={"help": "Refuse shapes that need the dense ΔW path."})
     modules_to_save: list[str] | None = field(
         default=None, metadata={"help": "Module-name suffixes kept trainable and saved with the adapter (e.g. a head)."}
@@ -61,6 +64,9 @@ class TTConfig:
         self.alpha = float(self.alpha)
         if self.init not in ("zero", "gaussian"):
             raise ValueError(f"init must be 'zero' or 'gaussian', got {self.init!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be a probability in [0, 1), got {self.dropout!r}")
+        self.dropout = float(self.dropout)
         if self.core_dtype not in _DTYPES:
             raise ValueError(f"core_dtype must be one of {sorted(_DTYPES)}, got {self.core_dtype!r}")
         if self.backend is not None:

@@ -81,6 +81,8 @@ class TTLinear(nn.Module):
         alpha: scale of ΔW (multiplies ΔW directly, not divided by the rank).
         init: "zero" (default: Gaussian cores, last core zero, so ΔW = 0 at step 0) or "gaussian" (all cores
             Gaussian, as in the paper; ΔW != 0 at step 0).
+        dropout: probability of zeroing an input feature of the TT path only, in training (PEFT's lora_dropout);
+            the base layer always sees the whole input. 0 keeps the fused single-call path.
         dtype: dtype of the cores (float32 by default, whatever the base dtype).
         backend: None/"auto" or a backend name for this layer's ops.
     """
@@ -93,6 +95,7 @@ class TTLinear(nn.Module):
         alpha: float = 8.0,
         *,
         init: InitMode = "zero",
+        dropout: float = 0.0,
         strict: bool = False,
         dtype: torch.dtype = torch.float32,
         backend: str | None = None,
@@ -110,9 +113,12 @@ class TTLinear(nn.Module):
             raise ValueError(f"{name}: alpha must be a finite number, got {alpha!r}")
         if init not in ("zero", "gaussian"):
             raise ValueError(f"{name}: init must be 'zero' or 'gaussian', got {init!r}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"{name}: dropout must be a probability in [0, 1), got {dropout!r}")
         if not dtype.is_floating_point:
             raise TypeError(f"{name}: core dtype must be floating point, got {dtype}")
         self.alpha = float(alpha)
+        self.dropout = float(dropout)
         self.backend = None if backend is None else validate_backend_name(backend)
         self.boundary = find_boundary(self.shape, self.m)
         if self.boundary is None:
@@ -190,16 +196,18 @@ class TTLinear(nn.Module):
             return self.base_layer(x)
         if x.shape[-1] != self.n:
             raise ValueError(f"{self.layer_name}: input has {x.shape[-1]} features, the layer expects {self.n}")
+        drop = self.training and self.dropout > 0.0
         if self.boundary is None:
             delta = self.alpha * self.delta_weight().to(x.dtype)
-            if self.kind == "linear":  # one GEMM with the updated weight instead of two
+            if self.kind == "linear" and not drop:  # one GEMM with the updated weight instead of two
                 return F.linear(x, self.base_layer.weight + delta, self.base_layer.bias)
-            return self.base_layer(x) + F.linear(x, delta)
+            return self.base_layer(x) + F.linear(F.dropout(x, self.dropout, drop), delta)
         A, B = self.factors()
-        if self.kind == "linear" and not _has_forward_hooks(self.base_layer):
+        if self.kind == "linear" and not drop and not _has_forward_hooks(self.base_layer):
             base = self.base_layer
             return tt_linear(x, base.weight, base.bias, A, B, self.alpha, self.backend)
-        return tt_adapter(x, self.base_layer(x), A, B, self.alpha, self.backend)
+        # the adapter-only path: base(x) + α·(dropout(x) Aᵀ) Bᵀ, the base output computed by the base module
+        return tt_adapter(F.dropout(x, self.dropout, drop), self.base_layer(x), A, B, self.alpha, self.backend)
 
     def _weight_update(self, weight: torch.Tensor) -> torch.Tensor:
         delta = self.alpha * self.delta_weight(torch.float32 if weight.dtype != torch.float64 else torch.float64)
@@ -240,5 +248,6 @@ class TTLinear(nn.Module):
         path = "dense ΔW" if self.boundary is None else f"factors R={self.factor_rank}"
         return (
             f"{self.n} -> {self.m}, shape={self.shape}, ranks={self.ranks[1:-1]}, alpha={self.alpha}, "
-            f"params={sum(c.numel() for c in self.cores)}, base={self.kind}, {path}, merged={self.merged}"
+            + (f"dropout={self.dropout}, " if self.dropout else "")
+            + f"params={sum(c.numel() for c in self.cores)}, base={self.kind}, {path}, merged={self.merged}"
         )

@@ -75,6 +75,7 @@ def patch(
     modules_to_save: list[str] | None = None,
     exclude: list[str] | None = None,
     init: str = "zero",
+    dropout: float = 0.0,
     strict: bool = False,
     core_dtype: str = "float32",
     backend: str | None = None,
@@ -88,8 +89,8 @@ def patch(
     """
     if config is None:
         config = TTConfig(
-            targets=targets, rank=rank, alpha=alpha, shape=shape, init=init, strict=strict,
-            modules_to_save=modules_to_save, exclude=exclude, core_dtype=core_dtype, backend=backend,
+            targets=targets, rank=rank, alpha=alpha, shape=shape, init=init, dropout=dropout,
+            strict=strict, modules_to_save=modules_to_save, exclude=exclude, core_dtype=core_dtype, backend=backend,
         )
     if getattr(model, _STATE_ATTR, None) is not None or tt_layers(model):
         raise RuntimeError("model is already patched with ttkernels; call ttkernels.unpatch(model) first")
@@ -139,6 +140,7 @@ def patch(
                 rank=config.rank_for(name, target),
                 alpha=config.alpha,
                 init=config.init,  # type: ignore[arg-type]
+                dropout=config.dropout,
                 strict=config.strict,
                 dtype=config.torch_core_dtype,
                 backend=config.backend,

@@ -60,6 +60,7 @@ def summarize(runs: list[dict[str, Any]], methods: list[str] | None = None) -> l
             "test_mcc": f"{mcc[0]:.2f} ± {mcc[1]:.2f}",
             "learning_rate": rs[0]["learning_rate"], "rank": rs[0].get("rank"), "alpha": rs[0].get("alpha"),
             "shape": rs[0].get("shape"), "weight_decay": rs[0].get("weight_decay"),
+            "dropout": rs[0].get("dropout"),
             "steps_mean": statistics.fmean(r["steps"] for r in rs),
             "wall_time_s_mean": statistics.fmean(r["wall_time_s"] for r in rs),
             "train_time_s_mean": statistics.fmean(r["train_time_s"] for r in rs),
@@ -123,6 +124,7 @@ def write_summary(out: Path, runs: list[dict[str, Any]], methods: list[str], bas
     tt = next((r for r in rows if r["method"] == "tt"), None)
     if tt:
         wd = f", weight decay {tt['weight_decay']:g}" if tt.get("weight_decay") else ""
+        wd += f", dropout {tt['dropout']:g}" if tt.get("dropout") else ""
         lines += [f"TT-LoRA: shape {tt['shape']}, rank {tt['rank']}, alpha {tt['alpha']}, "
                   f"lr {tt['learning_rate']}{wd}.", ""]
     lines += ["## Runs", "", markdown_table(runs, RUN_COLUMNS), ""]

@@ -75,6 +75,7 @@ class FinetuneConfig:
     alpha: float = 0.25  # goes with DEFAULT_LR["tt"]; see the note there
     shape: Any = None  # None, "auto:<max_mode>", a list of mode sizes, or a dict target -> shape
     init: str = "zero"
+    dropout: float = 0.0  # on the TT path's input (PEFT's lora_dropout for TT-LoRA)
     # PEFT LoRA baseline
     lora_r: int = 8
     lora_alpha: float = 16.0
@@ -205,7 +206,7 @@ def apply_method(model: nn.Module, cfg: FinetuneConfig) -> tuple[nn.Module, Para
         resolved_shape = resolve_shape(model, cfg.targets, cfg.shape)
         ttkernels.patch(
             model, targets=cfg.targets, rank=cfg.rank, alpha=cfg.alpha, shape=resolved_shape, init=cfg.init,
-            modules_to_save=heads or None,
+            dropout=cfg.dropout, modules_to_save=heads or None,
         )
         count = ttkernels.trainable_parameters(model)
         info = ParameterInfo(count.tt_cores, head_params, count.trainable, count.total,
@@ -556,6 +557,7 @@ def finetune(cfg: FinetuneConfig, data: TextData | None = None, loaded: LoadedMo
         "rank": cfg.rank if cfg.method == "tt" else (cfg.lora_r if cfg.method == "lora" else None),
         "alpha": cfg.alpha if cfg.method == "tt" else (cfg.lora_alpha if cfg.method == "lora" else None),
         "shape": shape_label(prep.shape) if cfg.method == "tt" else None,
+        "dropout": cfg.dropout if cfg.method == "tt" else (cfg.lora_dropout if cfg.method == "lora" else None),
         "train_size": len(prep.datasets["train"]), "val_size": len(prep.datasets["val"]),
         "test_size": len(prep.datasets["test"]),
         "adapter_params": info.adapter_params, "head_params": info.head_params,
