@@ -328,3 +328,25 @@ def test_ray_backend_is_an_optional_extra_with_a_clear_error(tmp_path):
     space = SearchSpace(shapes=["auto:4"], ranks=[2], alphas=[1.0], learning_rates=[1e-3])
     with pytest.raises(ImportError, match=r"pip install 'ttkernels\[ray\]'"):
         run_search(tiny_cfg(tmp_path), n_trials=1, space=space, backend="ray", verbose=False)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="the optional extra ray[tune] is not installed")
+def test_ray_backend_runs_three_trials_with_hyperband(tmp_path):
+    import ttkernels
+    from ttkernels.recipes.models import load_model
+    from ttkernels.recipes.search import SearchSpace, run_search
+
+    cfg = tiny_cfg(tmp_path, max_steps=6, eval_steps=2, evaluate_before=False)
+    space = SearchSpace(shapes=["auto:4", "auto:32"], ranks=[2, 3], alphas=[1.0, 4.0], learning_rates=[1e-3, 1e-2])
+    res = run_search(cfg, n_trials=3, space=space, backend="ray", out_dir=tmp_path / "search", verbose=False)
+    assert len(res.trials) == 3
+    assert all(t["best_val_loss"] is not None and t["shape_spec"] in space.shapes for t in res.trials)
+    assert all(t["state"] in ("complete", "stopped") and 1 <= t["reports"] <= 3 for t in res.trials)
+    # parameter counts come from the trial's own configuration (tiny-bert: 4 adapted 64x64 layers)
+    for t in res.trials:
+        model = load_model("tiny-bert", "seq-cls", num_labels=2).model
+        ttkernels.patch(model, rank=t["rank"], shape=resolve_shape(model, None, t["shape_spec"]))
+        assert t["adapter_params"] == ttkernels.trainable_parameters(model).tt_cores
+    assert res.best["backend"] == "ray" and res.best["params"]["tt_shape"] in space.shapes
+    assert res.best["objective_best_val_loss"] == min(t["best_val_loss"] for t in res.trials)
+    assert sorted(p.name for p in (tmp_path / "search").iterdir()) == ["best.json", "trials.csv", "trials.md"]

@@ -225,6 +225,12 @@ def run_search(
         return model
 
     out = Path(out_dir) if out_dir else Path(base.output_dir) / "search"
+    if backend == "ray":
+        # Ray pickles the Trainer to its workers; after an earlier training run in this process, accelerate's
+        # shared GradientState holds weakrefs to that run's dataloaders, which cannot be pickled
+        from accelerate.state import GradientState
+
+        GradientState._reset_state()
     trainer = build_trainer(base, prep, out / "trials", model_init=model_init, callbacks_extra=[_callback(log)])
     total, every = steps_plan(base, len(prep.datasets["train"]))
     if verbose:
@@ -235,6 +241,8 @@ def run_search(
         trials, best = _run_optuna(trainer, space, n_trials, log, pruner, sampler_seed, every, total)
     elif backend == "ray":
         trials, best = _run_ray(trainer, space, n_trials, log, every, total, out)
+        for row in trials:  # each Ray trial ran in its own worker process; count its parameters here
+            row.update(_describe_trial(prep.model, base, row))
     else:
         raise ValueError(f"unknown search backend {backend!r}; use 'optuna' or 'ray'")
     best_cfg = replace(base, shape=best["tt_shape"], rank=_rank_value(best["tt_rank"]), alpha=float(best["tt_alpha"]),
@@ -338,21 +346,40 @@ def _run_ray(trainer, space: SearchSpace, n_trials: int, log: _TrialLog, every: 
                                    max_t=max(1, total // every), reduction_factor=3)
     best_run = trainer.hyperparameter_search(
         hp_space=hp_space, compute_objective=log.objective, n_trials=n_trials, direction="minimize",
-        backend="ray", scheduler=scheduler, resources_per_trial={"cpu": 1}, storage_path=str(out.resolve()),
+        backend="ray", scheduler=scheduler, resources_per_trial={"cpu": 1},
+        storage_path=str((out / "trials" / "ray").resolve()),  # checkpoints: removed with out/trials at the end
     )
+    max_reports = max(1, total // every)
     rows = []
     analysis = best_run.run_summary
     for i, trial in enumerate(getattr(analysis, "trials", []) or []):
         cfg, last = trial.config, trial.last_result or {}
+        reports = last.get("training_iteration")
+        if str(trial.status) == "ERROR":
+            state = "error"
+        else:  # HyperBand's stop and the Trainer's early stopping both end a trial before its last evaluation
+            state = "complete" if reports is not None and reports >= max_reports else "stopped"
         rows.append({
-            "trial": i, "state": str(trial.status).lower(), "shape": cfg.get("tt_shape"),
-            "shape_spec": cfg.get("tt_shape"), "rank": cfg.get("tt_rank"), "alpha": cfg.get("tt_alpha"),
-            "learning_rate": cfg.get("learning_rate"), "best_val_loss": last.get("objective"),
+            "trial": i, "state": state, "shape_spec": cfg.get("tt_shape"), "rank": cfg.get("tt_rank"),
+            "alpha": cfg.get("tt_alpha"), "learning_rate": cfg.get("learning_rate"),
+            "best_val_loss": last.get("objective"),  # the objective is the trial's running minimum
             "val_accuracy": last.get("eval_accuracy"), "val_f1": last.get("eval_f1"),
-            "val_mcc": last.get("eval_mcc"), "steps": last.get("training_iteration"),
+            "val_mcc": last.get("eval_mcc"), "reports": reports,
+            "steps": None if reports is None else min(total, reports * every),
+            "time_s": last.get("time_total_s"),
         })
     best = {**best_run.hyperparameters, "trial": best_run.run_id, "value": best_run.objective}
     return rows, best
+
+
+def _describe_trial(model: Any, base: FinetuneConfig, row: dict[str, Any]) -> dict[str, Any]:
+    """The resolved shape and parameter counts of a trial's configuration, on a copy of the unpatched model."""
+    import copy
+
+    cfg = replace(base, shape=row["shape_spec"], rank=_rank_value(row["rank"]), alpha=float(row["alpha"]))
+    _, info, shape = apply_method(copy.deepcopy(model), cfg)
+    return {"shape": shape_label(shape), "adapter_params": info.adapter_params,
+            "trainable_params": info.trainable_params, "adapter_kb_fp16": info.adapter_kb}
 
 
 def best_within_budget(trials: list[dict[str, Any]], max_adapter_params: int) -> dict[str, Any] | None:
