@@ -350,3 +350,42 @@ def test_ray_backend_runs_three_trials_with_hyperband(tmp_path):
     assert res.best["backend"] == "ray" and res.best["params"]["tt_shape"] in space.shapes
     assert res.best["objective_best_val_loss"] == min(t["best_val_loss"] for t in res.trials)
     assert sorted(p.name for p in (tmp_path / "search").iterdir()) == ["best.json", "trials.csv", "trials.md"]
+
+
+# ---------------------------------------------------------------------------------------------- capture
+
+
+def test_capture_reads_a_peft_lora_adapter_and_measures_tt_structures(tmp_path):
+    pytest.importorskip("peft")
+    from peft import LoraConfig, get_peft_model
+
+    from ttkernels.recipes.__main__ import main
+    from ttkernels.recipes.capture import capture_table, lora_updates
+    from ttkernels.recipes.models import load_model
+
+    model = get_peft_model(load_model("tiny-bert", "seq-cls", num_labels=2).model,
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"]))
+    torch.manual_seed(0)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_()  # a "trained" update (PEFT starts B at zero)
+    model.save_pretrained(tmp_path / "lora")
+    updates = lora_updates(tmp_path / "lora")
+    assert len(updates) == 4  # query/value of tiny-bert's 2 layers, 64x64
+    layer = model.base_model.model.bert.encoder.layer[0].attention.self.query
+    expected = 2.0 * layer.lora_B["default"].weight.double() @ layer.lora_A["default"].weight.double()
+    torch.testing.assert_close(updates["bert.encoder.layer.0.attention.self.query"], expected)
+
+    rows = capture_table(updates, ["8x8x8x8", "64x64"], [[4, 4, 4], 4, 2])
+    by = {r["structure"]: r for r in rows}
+    assert by["TT 64x64 [4]"]["mean_rel_error"] < 1e-10  # rank 4 holds a rank-4 update exactly
+    assert by["TT 64x64 [4]"]["params"] == 4 * 4 * 128
+    assert by["LoRA rank 2 (truncated SVD)"]["mean_rel_error"] == pytest.approx(by["TT 64x64 [2]"]["mean_rel_error"])
+    assert 0 < by["TT 8x8x8x8 [4, 4, 4]"]["mean_rel_error"] < 1
+    assert "needs 1 inner ranks" in by["TT 64x64, rank [4, 4, 4]"]["note"]
+
+    assert main(["capture", str(tmp_path / "lora"), "--shapes", "8x8x8x8", "--ranks", "2", "2/4",
+                 "--out", str(tmp_path / "cap")]) == 0
+    assert "TT 8x8x8x8 [2, 4, 2]" in (tmp_path / "cap" / "capture.md").read_text()
+    with pytest.raises(FileNotFoundError, match="not a PEFT LoRA adapter folder"):
+        lora_updates(tmp_path)

@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 from .backends import info, set_backend, use_backend
 from .config import DEFAULT_TARGETS, TTConfig
+from .decompose import tt_relative_error, tt_svd
 from .errors import AdapterMismatchError, BackendUnavailableError, TTShapeError
 from .layer import TTLinear
 from .ops import tt_adapter, tt_linear
@@ -49,6 +50,8 @@ __all__ = [
     "tt_adapter",
     "tt_layers",
     "tt_linear",
+    "tt_relative_error",
+    "tt_svd",
     "unmerge",
     "unpatch",
     "use_backend",

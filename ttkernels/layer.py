@@ -159,6 +159,28 @@ class TTLinear(nn.Module):
         if init == "zero":
             self.cores[-1].zero_()
 
+    @torch.no_grad()
+    def init_from_delta(self, delta: torch.Tensor) -> float:
+        """Set the cores to the TT-SVD of ``delta`` / alpha, so that α·ΔW ≈ delta (m x n, same layout as the base
+        weight). Returns the relative error ‖α·ΔW − delta‖ / ‖delta‖ left by this layer's shape and ranks."""
+        from .decompose import tt_svd
+
+        if getattr(self, "merged", False):
+            raise RuntimeError(f"{self.layer_name}: unmerge() before re-initialising the cores of a merged layer")
+        if tuple(delta.shape) != (self.m, self.n):
+            raise ValueError(
+                f"{self.layer_name}: delta is {tuple(delta.shape)}, the layer's ΔW is ({self.m}, {self.n})"
+            )
+        if self.alpha == 0.0:
+            raise ValueError(f"{self.layer_name}: alpha is 0, so no cores can reproduce a non-zero delta")
+        target = delta.detach().to(torch.float64) / self.alpha
+        for core, new in zip(self.cores, tt_svd(target, self.shape, self.ranks[1:-1]), strict=True):
+            core.copy_(new.to(core.device, core.dtype))
+        wanted = delta.detach().to(torch.float64)
+        norm = torch.linalg.norm(wanted).item()
+        error = torch.linalg.norm(self.alpha * self.delta_weight(torch.float64) - wanted.to(self.cores[0].device))
+        return error.item() / norm if norm > 0 else 0.0
+
     @property
     def factor_rank(self) -> int | None:
         """R: the bond rank at the in/out boundary (None for the dense path)."""

@@ -4,6 +4,7 @@
     python -m ttkernels.recipes compare --methods tt lora full head --seeds 0 1 2 --out results/minilm-tweets
     python -m ttkernels.recipes search --trials 24 --out results/minilm-tweets/search
     python -m ttkernels.recipes plot results/minilm-tweets
+    python -m ttkernels.recipes capture runs/lora/adapter --shapes outer 64x36x64 --ranks 2,4,2 2
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import shlex
 import sys
 import typing
 from dataclasses import MISSING, fields
+from pathlib import Path
 from typing import Any
 
 from ..utils import parse_rank, parse_rank_choice
@@ -123,6 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     p_plot.add_argument("folder")
     p_plot.add_argument("--title", default="")
 
+    p_cap = sub.add_parser("capture", help="how much of a trained PEFT LoRA update TT shapes/ranks can hold (TT-SVD)")
+    p_cap.add_argument("adapter", help="PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors)")
+    p_cap.add_argument("--shapes", nargs="+", default=["outer", "auto:6"],
+                       help="shape specs: outer[:k], auto[:k] or mode sizes like 64x36x64")
+    p_cap.add_argument("--ranks", nargs="+", type=parse_rank, default=[2],
+                       help="ints, inner ranks like 2,4,2, or r/R")
+    p_cap.add_argument("--out", default=None, help="also write capture.md and capture.csv into this folder")
+
     args = parser.parse_args(argv)
     if args.command == "finetune":
         from .finetune import finetune
@@ -146,6 +156,20 @@ def main(argv: list[str] | None = None) -> int:
                             sampler_seed=args.sampler_seed, out_dir=args.out,
                             max_adapter_params=args.max_adapter_params)
         (result.out_dir / "command.txt").write_text(command + "\n")
+    elif args.command == "capture":
+        from .capture import capture_table, lora_updates
+        from .tables import markdown_table, write_csv
+
+        updates = lora_updates(args.adapter)
+        rows = capture_table(updates, args.shapes, args.ranks)
+        table = markdown_table(rows, ["structure", "params", "mean_rel_error", "min_rel_error", "max_rel_error",
+                                      "kept_energy", "note"])
+        print(f"{len(updates)} LoRA layers from {args.adapter}\n\n{table}")
+        if args.out:
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            write_csv(out / "capture.csv", rows)
+            (out / "capture.md").write_text(f"```\n{command}\n```\n\n{len(updates)} LoRA layers.\n\n{table}\n")
     elif args.command == "plot":
         from .plots import plot_results
 
