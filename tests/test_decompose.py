@@ -59,9 +59,17 @@ def test_rank_one_matrix_and_boundary_rank_spec():
     generic = torch.outer(u, v)  # a generic rank-1 update is not rank-1 in the 4x6 reshaping of u
     assert tt_relative_error(generic, [4, 6, 6, 4], "4/1") < 1e-10
     assert tt_relative_error(generic, [4, 6, 6, 4], "1/1") > 0.05
-    cores = tt_svd(generic, [4, 6, 6, 4], "4/5")  # a bond rank above the true one (1): zero-padded, still exact
+    cores = tt_svd(generic, [4, 6, 6, 4], "4/5")
     assert [c.shape[2] for c in cores[:-1]] == [4, 5, 4]
     torch.testing.assert_close(dense_delta_weight(cores, 24, 24), generic)
+
+
+def test_ranks_above_what_an_unfolding_allows_are_zero_padded():
+    delta = torch.randn(16, 16, dtype=torch.float64)
+    cores = tt_svd(delta, [2, 8, 8, 2], [4, 16, 4])  # the first unfolding is 2 x 128 (rank 2), the last 128 x 2
+    assert [tuple(c.shape) for c in cores] == [(1, 2, 4), (4, 8, 16), (16, 8, 4), (4, 2, 1)]
+    assert cores[0][:, :, 2:].abs().max() == 0 and cores[2][:, :, 2:].abs().max() == 0  # the padded slices
+    torch.testing.assert_close(dense_delta_weight(cores, 16, 16), delta)  # the TT ranks are 2, 16, 2: exact
 
 
 def test_bad_inputs_are_refused():
@@ -97,4 +105,10 @@ def test_a_lora_update_compressed_into_a_patched_model():
     lora_b, lora_a = torch.randn(32, 2), torch.randn(2, 32)
     ttkernels.patch(model, targets=["0"], rank=[2, 4, 2], shape=[8, 4, 4, 8], alpha=1.0)
     err = ttkernels.tt_layers(model)["0"].init_from_delta(lora_b @ lora_a)
-    assert 0.0 < err < 1.0 and all(torch.isfinite(c).all() for c in ttkernels.tt_layers(model)["0"].cores)
+    assert err == pytest.approx(tt_relative_error(lora_b @ lora_a, [8, 4, 4, 8], [2, 4, 2]))
+    assert 0.0 < err < 1.0
+
+
+def test_relative_error_refuses_early():
+    with pytest.raises(ValueError, match="matrix"):
+        tt_relative_error(torch.ones(8), [2, 4], 1)

@@ -347,3 +347,6 @@ def test_dropout_is_validated_and_reaches_every_patched_layer():
     layers = ttkernels.tt_layers(model)
     assert len(layers) == 2 and all(layer.dropout == 0.1 for layer in layers.values())
     assert "dropout=0.1" in repr(layers["0"])
+    # saved configs name dropout only when it is set, so files without it stay readable by older versions
+    assert "dropout" not in ttkernels.TTConfig().to_dict()
+    assert ttkernels.TTConfig.from_dict(ttkernels.TTConfig(dropout=0.1).to_dict()).dropout == 0.1

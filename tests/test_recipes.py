@@ -389,3 +389,25 @@ def test_capture_reads_a_peft_lora_adapter_and_measures_tt_structures(tmp_path):
     assert "TT 8x8x8x8 [2, 4, 2]" in (tmp_path / "cap" / "capture.md").read_text()
     with pytest.raises(FileNotFoundError, match="not a PEFT LoRA adapter folder"):
         lora_updates(tmp_path)
+
+
+def test_capture_reads_gpt2_conv1d_adapters_out_x_in(tmp_path):
+    pytest.importorskip("peft")
+    from peft import LoraConfig, get_peft_model
+    from utils import tiny_hf_model
+
+    import ttkernels
+    from ttkernels.recipes.capture import lora_updates
+
+    model = get_peft_model(tiny_hf_model("gpt2"), LoraConfig(r=2, lora_alpha=2, target_modules=["c_attn"],
+                                                              fan_in_fan_out=True))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_()
+    model.save_pretrained(tmp_path / "lora")
+    updates = lora_updates(tmp_path / "lora")
+    name = next(iter(updates))
+    conv = tiny_hf_model("gpt2").get_submodule(name)
+    layer = ttkernels.TTLinear(conv, rank=2)  # a Conv1D: weight stored (in, out), ΔW is (out, in)
+    assert updates[name].shape == (layer.m, layer.n) == (conv.weight.shape[1], conv.weight.shape[0])
+    assert layer.init_from_delta(updates[name]) < 1.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -64,7 +65,7 @@ class TTConfig:
         self.alpha = float(self.alpha)
         if self.init not in ("zero", "gaussian"):
             raise ValueError(f"init must be 'zero' or 'gaussian', got {self.init!r}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real) or not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be a probability in [0, 1), got {self.dropout!r}")
         self.dropout = float(self.dropout)
         if self.core_dtype not in _DTYPES:
@@ -107,7 +108,10 @@ class TTConfig:
         return rank
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not data["dropout"]:  # files without dropout stay readable by versions that predate the field
+            del data["dropout"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TTConfig:

@@ -56,10 +56,11 @@ def tt_svd(
 
 def tt_relative_error(delta: torch.Tensor, shape: list[int], rank: int | list[int] | str) -> float:
     """‖delta − TT-SVD(delta)‖_F / ‖delta‖_F: the share of an update a shape/rank cannot hold (0 = all of it)."""
-    m, n = delta.shape
-    approx = dense_delta_weight(tt_svd(delta, shape, rank, dtype=torch.float64), m, n)
+    if delta.dim() != 2:
+        raise ValueError(f"tt_relative_error: delta must be a matrix (m x n), got shape {tuple(delta.shape)}")
     reference = delta.detach().to(torch.float64)
     norm = torch.linalg.norm(reference).item()
     if norm == 0.0 or not math.isfinite(norm):
         raise ValueError(f"tt_relative_error: delta has Frobenius norm {norm}; nothing to compare against")
+    approx = dense_delta_weight(tt_svd(reference, shape, rank), *delta.shape)
     return torch.linalg.norm(reference - approx).item() / norm

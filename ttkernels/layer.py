@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Literal
 
 import torch
@@ -113,7 +114,7 @@ class TTLinear(nn.Module):
             raise ValueError(f"{name}: alpha must be a finite number, got {alpha!r}")
         if init not in ("zero", "gaussian"):
             raise ValueError(f"{name}: init must be 'zero' or 'gaussian', got {init!r}")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"{name}: dropout must be a probability in [0, 1), got {dropout!r}")
         if not dtype.is_floating_point:
             raise TypeError(f"{name}: core dtype must be floating point, got {dtype}")
@@ -161,8 +162,9 @@ class TTLinear(nn.Module):
 
     @torch.no_grad()
     def init_from_delta(self, delta: torch.Tensor) -> float:
-        """Set the cores to the TT-SVD of ``delta`` / alpha, so that α·ΔW ≈ delta (m x n, same layout as the base
-        weight). Returns the relative error ‖α·ΔW − delta‖ / ‖delta‖ left by this layer's shape and ranks."""
+        """Set the cores to the TT-SVD of ``delta`` / alpha, so that α·ΔW ≈ delta, an m x n (out x in) update as
+        nn.Linear stores its weight (a GPT-2 Conv1D stores its weight transposed; pass the update out x in all
+        the same). Returns the relative error ‖α·ΔW − delta‖ / ‖delta‖ left by this layer's shape and ranks."""
         from .decompose import tt_svd
 
         if getattr(self, "merged", False):

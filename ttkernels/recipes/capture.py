@@ -34,6 +34,8 @@ def lora_updates(adapter_dir: str | Path) -> dict[str, torch.Tensor]:
     config = json.loads(config_path.read_text())
     if config.get("peft_type") != "LORA":
         raise ValueError(f"{folder}: peft_type is {config.get('peft_type')!r}, not 'LORA'")
+    if config.get("use_dora"):
+        raise ValueError(f"{folder}: a DoRA adapter's update is not (alpha/r)·B·A; only plain LoRA is supported")
     if config.get("rank_pattern") or config.get("alpha_pattern"):
         raise ValueError(f"{folder}: per-module rank_pattern/alpha_pattern are not supported")
     r, alpha = int(config["r"]), float(config["lora_alpha"])
@@ -45,8 +47,9 @@ def lora_updates(adapter_dir: str | Path) -> dict[str, torch.Tensor]:
             continue
         name = key[: -len(".lora_A.weight")]
         b = tensors[name + ".lora_B.weight"]
-        update = scaling * (b.double() @ a.double())
-        updates[name.removeprefix("base_model.model.")] = update.t() if config.get("fan_in_fan_out") else update
+        # B @ A is out x in (m x n) whatever fan_in_fan_out says (PEFT transposes it only to add it to a Conv1D
+        # weight, which is stored in x out), which is the layout TTLinear and tt_svd use
+        updates[name.removeprefix("base_model.model.")] = scaling * (b.double() @ a.double())
     if not updates:
         raise ValueError(f"{folder}: no lora_A/lora_B weights found")
     return updates
@@ -69,6 +72,9 @@ def _ranks_for(rank: int | list[int] | str, shape: list[int], m: int) -> list[in
 def capture_table(updates: dict[str, torch.Tensor], shapes: list[str],
                   ranks: list[int | list[int] | str], svd_ranks: tuple[int, ...] = (1, 2)) -> list[dict[str, Any]]:
     """One row per (shape spec, rank) and per truncated-SVD rank: parameters and relative errors over the layers."""
+    zero = [name for name, update in updates.items() if not update.any()]
+    if zero:
+        raise ValueError(f"the LoRA update of {zero} is all zero (an untrained B?), so there is nothing to measure")
     rows = []
     for spec in shapes:
         for rank in ranks:

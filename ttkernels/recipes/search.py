@@ -230,7 +230,8 @@ def run_search(
         # shared GradientState holds weakrefs to that run's dataloaders, which cannot be pickled
         from accelerate.state import GradientState
 
-        GradientState._reset_state()
+        if hasattr(GradientState, "_reset_state"):  # private API; absent, a fresh process needs no reset
+            GradientState._reset_state()
     trainer = build_trainer(base, prep, out / "trials", model_init=model_init, callbacks_extra=[_callback(log)])
     total, every = steps_plan(base, len(prep.datasets["train"]))
     if verbose:
