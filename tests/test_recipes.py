@@ -281,6 +281,21 @@ def test_search_offers_boundary_ranks_that_fit_every_shape(tmp_path):
     assert res.best["config"]["rank"] == "2/4"
 
 
+def test_search_weight_decay_axis_reaches_the_trainer(tmp_path):
+    pytest.importorskip("optuna")
+    from ttkernels.recipes.search import SearchSpace, run_search
+
+    cfg = tiny_cfg(tmp_path, max_steps=2, eval_steps=2, evaluate_before=False)  # base weight decay 0
+    space = SearchSpace(shapes=["auto:4"], ranks=[2, 3], alphas=[1.0], learning_rates=[1e-2], weight_decays=[0.25])
+    res = run_search(cfg, n_trials=2, space=space, verbose=False)
+    # the rows report the weight decay the Trainer's arguments held at evaluation, not just what was asked
+    assert [t["weight_decay"] for t in res.trials] == [0.25, 0.25]
+    assert res.best["config"]["weight_decay"] == 0.25 and res.best["params"]["weight_decay"] == 0.25
+    no_axis = run_search(cfg, n_trials=1, space=SearchSpace(shapes=["auto:4"], ranks=[2], alphas=[1.0],
+                                                            learning_rates=[1e-2]), verbose=False)
+    assert no_axis.trials[0]["weight_decay"] == 0.0 and "weight_decay" not in no_axis.best["params"]
+
+
 def test_plots_are_written(tmp_path):
     pytest.importorskip("matplotlib")
     from ttkernels.recipes.plots import plot_results
@@ -337,11 +352,14 @@ def test_ray_backend_runs_three_trials_with_hyperband(tmp_path):
     from ttkernels.recipes.search import SearchSpace, run_search
 
     cfg = tiny_cfg(tmp_path, max_steps=6, eval_steps=2, evaluate_before=False)
-    space = SearchSpace(shapes=["auto:4", "auto:32"], ranks=[2, 3], alphas=[1.0, 4.0], learning_rates=[1e-3, 1e-2])
+    space = SearchSpace(shapes=["auto:4", "auto:32"], ranks=[2, 3], alphas=[1.0, 4.0], learning_rates=[1e-3, 1e-2],
+                        weight_decays=[0.25])
     res = run_search(cfg, n_trials=3, space=space, backend="ray", out_dir=tmp_path / "search", verbose=False)
+    assert all(t["weight_decay"] == 0.25 for t in res.trials) and res.best["config"]["weight_decay"] == 0.25
     assert len(res.trials) == 3
     assert all(t["best_val_loss"] is not None and t["shape_spec"] in space.shapes for t in res.trials)
-    assert all(t["state"] in ("complete", "stopped") and 1 <= t["reports"] <= 3 for t in res.trials)
+    assert all(t["state"] in ("complete", "pruned") and 1 <= t["reports"] <= 3 for t in res.trials)
+    assert all(t["state"] == "complete" for t in res.trials if t["reports"] == 3)
     # parameter counts come from the trial's own configuration (tiny-bert: 4 adapted 64x64 layers)
     for t in res.trials:
         model = load_model("tiny-bert", "seq-cls", num_labels=2).model

@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     p_s.add_argument("--ranks", nargs="+", type=parse_rank_choice, help="ints, or r/R boundary ranks like 2/4")
     p_s.add_argument("--alphas", nargs="+", type=float)
     p_s.add_argument("--lrs", nargs="+", type=float)
+    p_s.add_argument("--weight-decays", nargs="+", type=float,
+                     help="weight decays to search, e.g. 0 0.1 (default: no axis, --weight-decay for every trial)")
     p_s.add_argument("--sampler-seed", type=int, default=0)
     p_s.add_argument("--max-adapter-params", type=int, default=None,
                      help="also report the best trial with at most this many adapter parameters")
@@ -149,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
 
         base = config_from_args(args, method="tt", learning_rate=None)
         space = SearchSpace(shapes=args.shapes or [])
-        for name, value in (("ranks", args.ranks), ("alphas", args.alphas), ("learning_rates", args.lrs)):
+        for name, value in (("ranks", args.ranks), ("alphas", args.alphas), ("learning_rates", args.lrs),
+                            ("weight_decays", args.weight_decays)):
             if value:
                 setattr(space, name, value)
         result = run_search(base, args.trials, space, backend=args.backend, pruner=args.pruner,

@@ -61,6 +61,9 @@ class SearchSpace:
     # train the factors too slowly.
     alphas: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0])
     learning_rates: list[float] = field(default_factory=lambda: [1e-3, 3e-3, 1e-2, 3e-2])
+    # None: no axis, every trial uses the base config's weight decay (TT-LoRA overfits small training sets,
+    # where 0.1 helped on MiniLM; offer e.g. [0.0, 0.1] to search it)
+    weight_decays: list[float] | None = None
 
 
 def candidate_shapes(model, targets=None, max_modes=AUTO_MAX_MODES, paper: bool = True,
@@ -92,7 +95,7 @@ class SearchResult:
 
 
 TRIAL_COLUMNS = [
-    "trial", "state", "shape", "rank", "alpha", "learning_rate", "adapter_params", "trainable_params",
+    "trial", "state", "shape", "rank", "alpha", "learning_rate", "weight_decay", "adapter_params", "trainable_params",
     "adapter_kb_fp16", "best_val_loss", "val_accuracy", "val_f1", "val_mcc", "steps", "best_step", "time_s", "note",
 ]
 
@@ -134,6 +137,8 @@ def optuna_space(space: SearchSpace):
             "tt_shape": trial.suggest_categorical("tt_shape", space.shapes),
             "tt_rank": trial.suggest_categorical("tt_rank", space.ranks),
             "tt_alpha": trial.suggest_categorical("tt_alpha", space.alphas),
+            **({"weight_decay": trial.suggest_categorical("weight_decay", space.weight_decays)}
+               if space.weight_decays else {}),
         }
 
     return hp_space
@@ -176,6 +181,7 @@ def _callback(log: _TrialLog):
 
     class RecordEvaluations(TrainerCallback):
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            log._set("weight_decay", args.weight_decay)  # what the Trainer used (a searched one is set on args)
             log._set("steps", state.global_step)
             log._set("time_s", time.perf_counter() - log.start)
             if metrics is not None and float(metrics.get("eval_loss", math.inf)) <= log.best:
@@ -239,7 +245,8 @@ def run_search(
               f"{every} steps; space: shapes {space.shapes}, ranks {space.ranks}, alphas {space.alphas}, "
               f"learning rates {space.learning_rates}")
     if backend == "optuna":
-        trials, best = _run_optuna(trainer, space, n_trials, log, pruner, sampler_seed, every, total)
+        trials, best = _run_optuna(trainer, space, n_trials, log, pruner, sampler_seed, every, total,
+                                   base.weight_decay)
     elif backend == "ray":
         trials, best = _run_ray(trainer, space, n_trials, log, every, total, out)
         for row in trials:  # each Ray trial ran in its own worker process; count its parameters here
@@ -247,9 +254,11 @@ def run_search(
     else:
         raise ValueError(f"unknown search backend {backend!r}; use 'optuna' or 'ray'")
     best_cfg = replace(base, shape=best["tt_shape"], rank=_rank_value(best["tt_rank"]), alpha=float(best["tt_alpha"]),
-                       learning_rate=float(best["learning_rate"]))
+                       learning_rate=float(best["learning_rate"]),
+                       weight_decay=float(best.get("weight_decay", base.weight_decay)))
     best_record = {"trial": best.get("trial"), "objective_best_val_loss": best.get("value"),
-                   "params": {k: best[k] for k in ("tt_shape", "tt_rank", "tt_alpha", "learning_rate")},
+                   "params": {k: best[k] for k in ("tt_shape", "tt_rank", "tt_alpha", "learning_rate", "weight_decay")
+                              if k in best},
                    "config": best_cfg.to_dict(), "backend": backend, "n_trials": n_trials, "space": asdict(space)}
     if max_adapter_params is not None:
         best_record["within_budget"] = best_within_budget(trials, max_adapter_params)
@@ -278,7 +287,7 @@ def make_pruner(pruner: Any, every: int, total: int):
 
 
 def _run_optuna(trainer, space: SearchSpace, n_trials: int, log: _TrialLog, pruner: Any, seed: int,
-                every: int, total: int):
+                every: int, total: int, weight_decay: float = 0.0):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -304,6 +313,7 @@ def _run_optuna(trainer, space: SearchSpace, n_trials: int, log: _TrialLog, prun
             "trial": t.number, "state": t.state.name.lower(), "shape": info.get("shape", t.params.get("tt_shape")),
             "shape_spec": t.params.get("tt_shape"), "rank": t.params.get("tt_rank"),
             "alpha": t.params.get("tt_alpha"), "learning_rate": t.params.get("learning_rate"),
+            "weight_decay": t.user_attrs.get("weight_decay", t.params.get("weight_decay", weight_decay)),
             "adapter_params": info.get("adapter_params"), "trainable_params": info.get("trainable_params"),
             "adapter_kb_fp16": info.get("adapter_kb_fp16"),
             "best_val_loss": min(values.values()) if values else t.value,
@@ -341,6 +351,7 @@ def _run_ray(trainer, space: SearchSpace, n_trials: int, log: _TrialLog, every: 
         return {
             "learning_rate": tune.choice(space.learning_rates), "tt_shape": tune.choice(space.shapes),
             "tt_rank": tune.choice(space.ranks), "tt_alpha": tune.choice(space.alphas),
+            **({"weight_decay": tune.choice(space.weight_decays)} if space.weight_decays else {}),
         }
 
     scheduler = HyperBandScheduler(time_attr="training_iteration", metric="objective", mode="min",
@@ -358,11 +369,14 @@ def _run_ray(trainer, space: SearchSpace, n_trials: int, log: _TrialLog, every: 
         reports = last.get("training_iteration")
         if str(trial.status) == "ERROR":
             state = "error"
-        else:  # HyperBand's stop and the Trainer's early stopping both end a trial before its last evaluation
-            state = "complete" if reports is not None and reports >= max_reports else "stopped"
+        elif last.get("done") or (reports or 0) >= max_reports:
+            state = "complete"  # Ray marks done when the trial's function returned (incl. the Trainer's early stop)
+        else:
+            state = "pruned"  # stopped by HyperBand before its last evaluation
         rows.append({
             "trial": i, "state": state, "shape_spec": cfg.get("tt_shape"), "rank": cfg.get("tt_rank"),
             "alpha": cfg.get("tt_alpha"), "learning_rate": cfg.get("learning_rate"),
+            "weight_decay": cfg.get("weight_decay", trainer.args.weight_decay),
             "best_val_loss": last.get("objective"),  # the objective is the trial's running minimum
             "val_accuracy": last.get("eval_accuracy"), "val_f1": last.get("eval_f1"),
             "val_mcc": last.get("eval_mcc"), "reports": reports,
@@ -374,7 +388,8 @@ def _run_ray(trainer, space: SearchSpace, n_trials: int, log: _TrialLog, every: 
 
 
 def _describe_trial(model: Any, base: FinetuneConfig, row: dict[str, Any]) -> dict[str, Any]:
-    """The resolved shape and parameter counts of a trial's configuration, on a copy of the unpatched model."""
+    """The resolved shape and parameter counts of a trial's configuration, on a copy of the unpatched model
+    (one deep copy at a time: the search's host must hold the model twice)."""
     import copy
 
     cfg = replace(base, shape=row["shape_spec"], rank=_rank_value(row["rank"]), alpha=float(row["alpha"]))
