@@ -345,6 +345,18 @@ def test_ray_backend_is_an_optional_extra_with_a_clear_error(tmp_path):
         run_search(tiny_cfg(tmp_path), n_trials=1, space=space, backend="ray", verbose=False)
 
 
+def test_ray_trial_states_match_optunas_labels():
+    from ttkernels.recipes.search import ray_trial_state
+
+    assert ray_trial_state("TERMINATED", [0.9, 0.8, 0.7], max_reports=3, patience=5) == "complete"
+    assert ray_trial_state("TERMINATED", [0.9, 0.95], max_reports=6, patience=5) == "pruned"  # HyperBand
+    # the Trainer's early stopping: `patience` evaluations without improvement after the best one
+    assert ray_trial_state("TERMINATED", [0.9, 0.7, 0.8, 0.8], max_reports=6, patience=2) == "complete"
+    assert ray_trial_state("TERMINATED", [0.9, 0.7, 0.8], max_reports=6, patience=2) == "pruned"
+    assert ray_trial_state("ERROR", [0.9], max_reports=6, patience=2) == "error"
+    assert ray_trial_state("TERMINATED", [], max_reports=6, patience=2) == "pruned"
+
+
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="the optional extra ray[tune] is not installed")
 def test_ray_backend_runs_three_trials_with_hyperband(tmp_path):
     import ttkernels
@@ -360,6 +372,7 @@ def test_ray_backend_runs_three_trials_with_hyperband(tmp_path):
     assert all(t["best_val_loss"] is not None and t["shape_spec"] in space.shapes for t in res.trials)
     assert all(t["state"] in ("complete", "pruned") and 1 <= t["reports"] <= 3 for t in res.trials)
     assert all(t["state"] == "complete" for t in res.trials if t["reports"] == 3)
+    assert all(t["best_step"] in (2, 4, 6) for t in res.trials)  # from each trial's report history
     # parameter counts come from the trial's own configuration (tiny-bert: 4 adapted 64x64 layers)
     for t in res.trials:
         model = load_model("tiny-bert", "seq-cls", num_labels=2).model

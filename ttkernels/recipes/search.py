@@ -248,7 +248,7 @@ def run_search(
         trials, best = _run_optuna(trainer, space, n_trials, log, pruner, sampler_seed, every, total,
                                    base.weight_decay)
     elif backend == "ray":
-        trials, best = _run_ray(trainer, space, n_trials, log, every, total, out)
+        trials, best = _run_ray(trainer, space, n_trials, log, every, total, out, base.patience)
         for row in trials:  # each Ray trial ran in its own worker process; count its parameters here
             row.update(_describe_trial(prep.model, base, row))
     else:
@@ -337,7 +337,21 @@ def _run_optuna(trainer, space: SearchSpace, n_trials: int, log: _TrialLog, prun
     return rows, best
 
 
-def _run_ray(trainer, space: SearchSpace, n_trials: int, log: _TrialLog, every: int, total: int, out: Path):
+def ray_trial_state(status: str, losses: list[float], max_reports: int, patience: int) -> str:
+    """complete / pruned / error for a Ray trial from its validation losses, as optuna labels its trials: a trial
+    that ran every evaluation, or that the Trainer's early stopping ended (``patience`` evaluations after its
+    best), is complete; one that HyperBand stopped earlier is pruned."""
+    if status == "ERROR":
+        return "error"
+    if len(losses) >= max_reports:
+        return "complete"
+    if losses and len(losses) - 1 - losses.index(min(losses)) >= patience:
+        return "complete"
+    return "pruned"
+
+
+def _run_ray(trainer, space: SearchSpace, n_trials: int, log: _TrialLog, every: int, total: int, out: Path,
+             patience: int = 5):
     try:
         from ray import tune
         from ray.tune.schedulers import HyperBandScheduler
@@ -364,15 +378,16 @@ def _run_ray(trainer, space: SearchSpace, n_trials: int, log: _TrialLog, every: 
     max_reports = max(1, total // every)
     rows = []
     analysis = best_run.run_summary
+    try:  # every report of every trial (Ray marks HyperBand's stop and a normal end alike as "done")
+        frames = analysis.trial_dataframes or {}
+    except Exception:  # pragma: no cover - the progress files could not be read
+        frames = {}
     for i, trial in enumerate(getattr(analysis, "trials", []) or []):
         cfg, last = trial.config, trial.last_result or {}
         reports = last.get("training_iteration")
-        if str(trial.status) == "ERROR":
-            state = "error"
-        elif last.get("done") or (reports or 0) >= max_reports:
-            state = "complete"  # Ray marks done when the trial's function returned (incl. the Trainer's early stop)
-        else:
-            state = "pruned"  # stopped by HyperBand before its last evaluation
+        frame = frames.get(trial.trial_id)
+        losses = [float(v) for v in frame["eval_loss"]] if frame is not None and "eval_loss" in frame else []
+        state = ray_trial_state(str(trial.status), losses, max_reports, patience)
         rows.append({
             "trial": i, "state": state, "shape_spec": cfg.get("tt_shape"), "rank": cfg.get("tt_rank"),
             "alpha": cfg.get("tt_alpha"), "learning_rate": cfg.get("learning_rate"),
@@ -381,6 +396,7 @@ def _run_ray(trainer, space: SearchSpace, n_trials: int, log: _TrialLog, every: 
             "val_accuracy": last.get("eval_accuracy"), "val_f1": last.get("eval_f1"),
             "val_mcc": last.get("eval_mcc"), "reports": reports,
             "steps": None if reports is None else min(total, reports * every),
+            "best_step": (losses.index(min(losses)) + 1) * every if losses else None,
             "time_s": last.get("time_total_s"),
         })
     best = {**best_run.hyperparameters, "trial": best_run.run_id, "value": best_run.objective}
