@@ -12,13 +12,7 @@ import math
 import torch
 
 from .ops.reference import dense_delta_weight
-from .shapes import boundary_ranks, normalize_ranks, parse_boundary_rank, validate_shape
-
-
-def _ranks(rank: int | list[int] | str, shape: list[int], m: int, name: str) -> list[int]:
-    if isinstance(rank, str):
-        rank = boundary_ranks(shape, m, *parse_boundary_rank(rank, name=name))
-    return normalize_ranks(rank, len(shape), name=name)
+from .shapes import resolve_ranks, validate_shape
 
 
 def tt_svd(
@@ -36,7 +30,7 @@ def tt_svd(
         raise ValueError(f"tt_svd: delta must be a matrix (m x n), got shape {tuple(delta.shape)}")
     m, n = delta.shape
     shape = validate_shape(shape, m, n, name="tt_svd")
-    ranks = _ranks(rank, shape, m, "tt_svd")
+    ranks = resolve_ranks(rank, shape, m, name="tt_svd")
     out_dtype = dtype or delta.dtype
     rest = delta.detach().to(torch.float64).reshape(1, -1)
     cores = []

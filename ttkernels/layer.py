@@ -15,7 +15,7 @@ from .errors import TTShapeError
 from .ops import tt_adapter, tt_linear
 from .ops.contract import contract_factors, factor_rank
 from .ops.reference import dense_delta_weight
-from .shapes import auto_shape, boundary_ranks, find_boundary, normalize_ranks, parse_boundary_rank, validate_shape
+from .shapes import auto_shape, find_boundary, resolve_ranks, validate_shape
 from .utils import warn_once
 
 BaseKind = Literal["linear", "conv1d", "adapter"]
@@ -107,9 +107,7 @@ class TTLinear(nn.Module):
         self.m, self.n = base_dims(base)
         self.layer_name = name
         self.shape = validate_shape(auto_shape(self.m, self.n) if shape is None else shape, self.m, self.n, name=name)
-        if isinstance(rank, str):  # "r/R": r on every bond, R on the in/out bond, whatever the shape
-            rank = boundary_ranks(self.shape, self.m, *parse_boundary_rank(rank, name=name))
-        self.ranks = normalize_ranks(rank, len(self.shape), name=name)
+        self.ranks = resolve_ranks(rank, self.shape, self.m, name=name)
         if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not math.isfinite(alpha):
             raise ValueError(f"{name}: alpha must be a finite number, got {alpha!r}")
         if init not in ("zero", "gaussian"):

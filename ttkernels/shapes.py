@@ -198,3 +198,11 @@ def boundary_ranks(shape: list[int], m: int, rank: int, boundary_rank: int) -> l
     ranks = [rank] * (len(shape) - 1)
     ranks[boundary.p - 1] = boundary_rank
     return ranks
+
+
+def resolve_ranks(rank: int | list[int] | str, shape: list[int], m: int, *, name: str = "layer") -> list[int]:
+    """Full rank list [1, r_1, ..., r_{d-1}, 1] of ``shape`` (m output rows) from one int, the d-1 inner ranks, or
+    ``"r/R"`` (r on every bond, R on the bond between the output and input modes)."""
+    if isinstance(rank, str):
+        rank = boundary_ranks(shape, m, *parse_boundary_rank(rank, name=name))
+    return normalize_ranks(rank, len(shape), name=name)

@@ -19,7 +19,8 @@ import torch
 
 from ..decompose import tt_relative_error
 from ..errors import TTShapeError
-from ..shapes import auto_shape, boundary_ranks, normalize_ranks, num_parameters, outer_shape, parse_boundary_rank
+from ..shapes import num_parameters, resolve_ranks
+from .finetune import shape_for_spec
 
 
 def lora_updates(adapter_dir: str | Path) -> dict[str, torch.Tensor]:
@@ -55,20 +56,6 @@ def lora_updates(adapter_dir: str | Path) -> dict[str, torch.Tensor]:
     return updates
 
 
-def _shape_for(spec: str, m: int, n: int) -> list[int]:
-    kind, _, k = spec.partition(":")
-    if kind in ("auto", "outer"):
-        factoriser = auto_shape if kind == "auto" else outer_shape
-        return factoriser(m, n) if not k else factoriser(m, n, int(k))
-    return [int(x) for x in spec.lower().split("x")]
-
-
-def _ranks_for(rank: int | list[int] | str, shape: list[int], m: int) -> list[int]:
-    if isinstance(rank, str):
-        rank = boundary_ranks(shape, m, *parse_boundary_rank(rank))
-    return normalize_ranks(rank, len(shape))
-
-
 def capture_table(updates: dict[str, torch.Tensor], shapes: list[str],
                   ranks: list[int | list[int] | str], svd_ranks: tuple[int, ...] = (1, 2)) -> list[dict[str, Any]]:
     """One row per (shape spec, rank) and per truncated-SVD rank: parameters and relative errors over the layers."""
@@ -82,8 +69,8 @@ def capture_table(updates: dict[str, torch.Tensor], shapes: list[str],
             try:
                 for update in updates.values():
                     m, n = update.shape
-                    shape = _shape_for(spec, m, n)
-                    full = _ranks_for(rank, shape, m)
+                    shape = shape_for_spec(spec, m, n)
+                    full = resolve_ranks(rank, shape, m)
                     errors.append(tt_relative_error(update, shape, full[1:-1]))
                     params += num_parameters(shape, full)
                     labels.add(f"{'x'.join(map(str, shape))} {full[1:-1]}")

@@ -138,14 +138,24 @@ def resolve_shape(model: nn.Module, targets: list[str] | str | None, spec: Any) 
     if spec is None or isinstance(spec, dict):
         return spec
     if isinstance(spec, str) and spec.split(":", 1)[0] in ("auto", "outer"):
-        kind, _, k = spec.partition(":")
-        factoriser = auto_shape if kind == "auto" else outer_shape
         dims = target_dims(model, targets)
-        shapes = {name: factoriser(m, n) if not k else factoriser(m, n, int(k)) for name, (m, n) in dims.items()}
-        return _compress_shape_dict(shapes)
+        return _compress_shape_dict({name: shape_for_spec(spec, m, n) for name, (m, n) in dims.items()})
     if isinstance(spec, str):
-        return [int(k) for k in spec.lower().split("x")]
+        return _mode_sizes(spec)  # the same shape for every layer
     return list(spec)
+
+
+def _mode_sizes(spec: str) -> list[int]:
+    return [int(k) for k in spec.lower().split("x")]
+
+
+def shape_for_spec(spec: str, m: int, n: int) -> list[int]:
+    """One layer's (m x n) TT shape from a spec string: ``auto[:<k>]``, ``outer[:<k>]`` or mode sizes ``AxBxC``."""
+    kind, _, k = spec.partition(":")
+    if kind in ("auto", "outer"):
+        factoriser = auto_shape if kind == "auto" else outer_shape
+        return factoriser(m, n) if not k else factoriser(m, n, int(k))
+    return _mode_sizes(spec)
 
 
 def _compress_shape_dict(shapes: dict[str, list[int]]) -> dict[str, list[int]] | list[int]:

@@ -149,6 +149,13 @@ def _rank_value(rank: Any) -> int | str:
     return rank if isinstance(rank, str) and "/" in rank else int(rank)
 
 
+def _trial_config(base: FinetuneConfig, params: dict[str, Any]) -> FinetuneConfig:
+    """``base`` with a trial's hyperparameters (the weight decay only when the space searched it)."""
+    return replace(base, shape=params["tt_shape"], rank=_rank_value(params["tt_rank"]),
+                   alpha=float(params["tt_alpha"]), learning_rate=float(params["learning_rate"]),
+                   weight_decay=float(params.get("weight_decay", base.weight_decay)))
+
+
 def _trial_params(trial: Any, base: FinetuneConfig, space: SearchSpace) -> dict[str, Any]:
     """The trial's hyperparameters: optuna trial (the Trainer calls model_init before it sets the trial
     up, so ask the space here), Ray Tune dict, or None (the Trainer's first model_init call)."""
@@ -219,8 +226,7 @@ def run_search(
     def model_init(trial=None):
         params = _trial_params(trial, base, space)
         _skip_duplicate(trial)
-        cfg = replace(base, shape=params["tt_shape"], rank=_rank_value(params["tt_rank"]),
-                      alpha=float(params["tt_alpha"]), learning_rate=float(params["learning_rate"]))
+        cfg = _trial_config(base, params)
         from transformers import set_seed
 
         set_seed(base.seed)
@@ -253,9 +259,7 @@ def run_search(
             row.update(_describe_trial(prep.model, base, row))
     else:
         raise ValueError(f"unknown search backend {backend!r}; use 'optuna' or 'ray'")
-    best_cfg = replace(base, shape=best["tt_shape"], rank=_rank_value(best["tt_rank"]), alpha=float(best["tt_alpha"]),
-                       learning_rate=float(best["learning_rate"]),
-                       weight_decay=float(best.get("weight_decay", base.weight_decay)))
+    best_cfg = _trial_config(base, best)
     best_record = {"trial": best.get("trial"), "objective_best_val_loss": best.get("value"),
                    "params": {k: best[k] for k in ("tt_shape", "tt_rank", "tt_alpha", "learning_rate", "weight_decay")
                               if k in best},
@@ -368,14 +372,14 @@ def _run_ray(trainer, space: SearchSpace, n_trials: int, log: _TrialLog, every: 
             **({"weight_decay": tune.choice(space.weight_decays)} if space.weight_decays else {}),
         }
 
+    max_reports = max(1, total // every)
     scheduler = HyperBandScheduler(time_attr="training_iteration", metric="objective", mode="min",
-                                   max_t=max(1, total // every), reduction_factor=3)
+                                   max_t=max_reports, reduction_factor=3)
     best_run = trainer.hyperparameter_search(
         hp_space=hp_space, compute_objective=log.objective, n_trials=n_trials, direction="minimize",
         backend="ray", scheduler=scheduler, resources_per_trial={"cpu": 1},
         storage_path=str((out / "trials" / "ray").resolve()),  # checkpoints: removed with out/trials at the end
     )
-    max_reports = max(1, total // every)
     rows = []
     analysis = best_run.run_summary
     try:  # every report of every trial (Ray marks HyperBand's stop and a normal end alike as "done")
