@@ -16,7 +16,8 @@
 #   7. one final table: step results and the compact benchmark table
 #
 # Environment: OUT (default ./gpu_out), PYTHON (default python3), GPU_CHECK_BUDGET_S, GPU_CHECK_SKIP (comma list
-# of: build,tests,sanitizer,bench), TTKERNELS_BENCH (default full), MAX_JOBS.
+# of: build,tests,sanitizer,bench), TTKERNELS_BENCH (default full), MAX_JOBS, TORCH_CUDA_ARCH_LIST (default: the
+# card present, 9.0a on Hopper), GPU_CHECK_TEST_WORKERS (pytest-xdist workers, default 8, where xdist is installed).
 # Nothing here changes the GPU's settings (clocks, power, MIG, persistence) or resets it.
 set -euo pipefail
 
@@ -33,6 +34,12 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PIP_DISABLE_PI
 export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH} # importable from the tree even if the install step fails
 export PATH=$PATH:/usr/local/cuda/bin
 export TTKERNELS_BENCH=${TTKERNELS_BENCH:-full}
+# build the extension for the card in this machine only (sm_90a on Hopper): one arch instead of csrc's five
+if [[ -z ${TORCH_CUDA_ARCH_LIST:-} ]]; then
+    TORCH_CUDA_ARCH_LIST=$("$PY" -c "import torch; m, n = torch.cuda.get_device_capability(); \
+print(f'{m}.{n}' + ('a' if (m, n) == (9, 0) else ''))" 2>/dev/null || true)
+    [[ -n $TORCH_CUDA_ARCH_LIST ]] && export TORCH_CUDA_ARCH_LIST || unset TORCH_CUDA_ARCH_LIST
+fi
 
 exec > >(tee -a "$OUT/gpu_check.log") 2>&1
 TEE_PID=$!
@@ -90,7 +97,7 @@ EXT_OK=0
 if skipped build; then
     note "build skipped (GPU_CHECK_SKIP)"
 else
-    run "pip install -e . (cuda ext)" "$(cap 240 300)" bash -c "TTKERNELS_BUILD_CUDA=1 MAX_JOBS=\${MAX_JOBS:-16} \
+    run "pip install -e . (cuda ext)" "$(cap 240 200)" bash -c "TTKERNELS_BUILD_CUDA=1 MAX_JOBS=\${MAX_JOBS:-16} \
         '$PY' -m pip install -e . --no-build-isolation --no-deps --no-index >'$OUT/build.log' 2>&1"
     if ((LAST_RC != 0)); then
         tail -n 40 "$OUT/build.log" || true
@@ -114,14 +121,18 @@ done
 if skipped tests; then
     note "tests skipped (GPU_CHECK_SKIP)"
 elif ((${#TESTS[@]})); then
-    run "pytest GPU tests" "$(cap 120 220)" "$PY" -m pytest "${TESTS[@]}" -q -x -p no:cacheprovider
+    # xdist (where installed) spreads the Triton JIT compiles over the machine's cores
+    XDIST=()
+    "$PY" -c "import xdist" >/dev/null 2>&1 && XDIST=(-n "${GPU_CHECK_TEST_WORKERS:-8}")
+    run "pytest GPU tests" "$(cap 150 150)" "$PY" -m pytest "${TESTS[@]}" -q --maxfail=10 -p no:cacheprovider \
+        "${XDIST[@]}" -rfE
 fi
 
 # 5. memcheck on the cuda backend
 if skipped sanitizer; then
     note "sanitizer skipped (GPU_CHECK_SKIP)"
 elif ((EXT_OK)) && command -v compute-sanitizer >/dev/null 2>&1; then
-    run "compute-sanitizer memcheck" "$(cap 90 170)" bash -c "set -o pipefail; PYTORCH_NO_CUDA_MEMORY_CACHING=1 \
+    run "compute-sanitizer memcheck" "$(cap 90 120)" bash -c "set -o pipefail; PYTORCH_NO_CUDA_MEMORY_CACHING=1 \
         compute-sanitizer --tool memcheck --error-exitcode 1 '$PY' -m benchmarks.gpu_sanitize --backend cuda \
         2>&1 | tee '$OUT/sanitize.log' | tail -n 30"
 else
