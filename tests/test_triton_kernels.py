@@ -22,9 +22,13 @@ if not torch.cuda.is_available():
 
 pytest.importorskip("triton", reason="triton is not installed")
 
+import triton
+import triton.language as tl
+
 import ttkernels.ops.triton as tb
 from ttkernels.ops import torch_backend
 from ttkernels.ops.triton import configs, kernels
+from ttkernels.ops.triton.kernels import _round_to_tf32
 
 if tb.available() is not None:
     pytest.skip(f"triton backend unavailable: {tb.available()}", allow_module_level=True)
@@ -377,3 +381,29 @@ def test_kernels_compile_for_hopper():
     big_tiles = [line for line in lines if line.startswith(("fwd", "dx", "skinny"))]
     assert big_tiles and all("'wgmma': 0," not in line for line in big_tiles), proc.stdout
     assert all("'stack': 0" in line for line in lines), f"register spills:\n{proc.stdout}"
+
+
+# ------------------------------------------------------------------------------------------ TF32 rounding
+@triton.jit
+def _round_kernel(x_ptr, out_ptr, N, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    tl.store(out_ptr + offs, _round_to_tf32(tl.load(x_ptr + offs, mask=mask)), mask=mask)
+
+
+def test_round_to_tf32_is_round_to_nearest():
+    """The epilogue's operand rounding (16-bit activations): nearest TF32, not the tensor cores' truncation."""
+    g = torch.Generator().manual_seed(5)
+    v = torch.randn(4096, generator=g) * torch.logspace(-20, 20, 4096)
+    v[:4] = torch.tensor([1.0, -3.0, 1.0 + 2.0**-11, 1.0 + 2.0**-11 - 2.0**-23])  # exact, exact, tie, just below
+    out = torch.empty_like(v)
+    x_dev, out_dev = v.to(DEVICE), out.to(DEVICE)
+    _round_kernel[(triton.cdiv(v.numel(), 1024),)](x_dev, out_dev, v.numel(), BLOCK=1024)
+    out = out_dev.cpu()
+    bits = out.view(torch.int32)
+    assert int((bits & 0x1FFF).abs().sum()) == 0, "low 13 mantissa bits must be zero"
+    rel = ((out.double() - v.double()).abs() / v.double().abs()).max()
+    assert rel <= 2.0**-11, f"not nearest: relative error {float(rel):.3e} > 2^-11"
+    trunc = (v.view(torch.int32) & ~0x1FFF).view(torch.float32)
+    assert (out != trunc).any(), "identical to truncation on every input"
+    assert out[:4].tolist() == [1.0, -3.0, 1.0 + 2.0**-10, 1.0]

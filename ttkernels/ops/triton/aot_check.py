@@ -62,7 +62,8 @@ def _fused(dt: str, target: GPUTarget, *, has_w: bool = True, has_bias: bool = F
     }
     consts: dict[str, Any] = {
         "HAS_W": has_w, "HAS_BIAS": has_bias, "HAS_BASE": has_base, "Z_IN_LOOP": z_in_loop, "STORE_Z": z_in_loop,
-        "UPCAST": False, "PREC": prec, "R_PAD": r_pad, "BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8,
+        "UPCAST": False, "PREC": prec, "EPI_RN": dt in ("fp16", "bf16"),
+        "R_PAD": r_pad, "BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8,
         "stride_xk": 1, "stride_on": 1, "stride_bn": 1, "stride_zr": 1,
     }  # fmt: skip
     if has_w:  # forward reads W0ᵀ (unit stride along K); dx reads W0 (unit stride along N)

@@ -64,7 +64,8 @@ def force(
     *, fused: dict[str, int] | None = None, skinny: dict[str, int] | None = None, z_in_loop: bool | None = None
 ) -> Iterator[None]:
     """Force block sizes (tests): ``fused`` = BLOCK_M/BLOCK_N/BLOCK_K[/GROUP_M], ``skinny`` = BLOCK_P/BLOCK_K
-    [/SPLIT]; ``z_in_loop`` forces where z comes from on the adapter-only / weight-less paths. No autotuning."""
+    [/SPLIT]; either may add num_warps / num_stages (default 4 / 2). ``z_in_loop`` forces where z (or g) comes
+    from. No autotuning."""
     previous = dict(_forced)
     if fused is not None:
         _forced["fused"] = dict(fused)
@@ -109,6 +110,13 @@ def linear_z_in_loop(T: int, R: int) -> bool:
     if LINEAR_Z_PREPASS_MIN_TOKENS is None or T < LINEAR_Z_PREPASS_MIN_TOKENS:
         return True
     return r_pad(R) <= LINEAR_Z_IN_LOOP_MAX_RANK
+
+
+def epilogue_rounds(dtype: torch.dtype) -> bool:
+    """Whether the fused kernel rounds its epilogue operands (fp32 α·z and E) to nearest TF32 before the TF32 dot:
+    for 16-bit activations, whose outputs would otherwise carry the tensor cores' truncation bias (fp32 activations
+    follow :func:`dot_precision`: 3xTF32 unless torch allows TF32)."""
+    return dtype in (torch.float16, torch.bfloat16)
 
 
 def dot_precision(dtype: torch.dtype) -> str:

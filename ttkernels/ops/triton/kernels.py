@@ -25,8 +25,11 @@ BLOCK_P rows and per K-split (partial sums go to a (SPLIT, ...) fp32 workspace t
 are deterministic, no atomics). It computes z = x Aᵀ (pre-pass), g = dy B, dA = α gᵀ x and dB = α dyᵀ z: all
 memory-bound passes that read their tall operand exactly once.
 
-Precision: on GPU, bf16/fp16 operands go to tl.dot natively with fp32 accumulation; the fp32 factor (A, B, z, g)
-is cast to the activation dtype first, exactly as the torch backend does. fp32 activations use TF32 (or 3xTF32
+Precision: on GPU, bf16/fp16 operands go to tl.dot natively with fp32 accumulation; in the K loop the fp32 factor
+(A or B) is cast to the activation dtype first, exactly as the torch backend does. The epilogue's fp32 dot (α·z
+times E, K = R_PAD) is TF32; for 16-bit activations its operands are rounded to nearest TF32 first, because a TF32
+dot on Hopper truncates them to 10 mantissa bits, and that bias alone put fp16 outputs 2 ulps off (measured on an
+H200, 2026-11-26; 3xTF32 there instead made the 128x256 tile spill). fp32 activations use TF32 (or 3xTF32
 when ``torch.get_float32_matmul_precision() == "highest"``). Under ``TRITON_INTERPRET=1`` (``UPCAST``) everything
 is upcast to fp32 before tl.dot, because the interpreter's bf16 arithmetic is wrong.
 
@@ -58,6 +61,16 @@ except Exception:  # older triton
 
 
 @triton.jit
+def _round_to_tf32(v):
+    """fp32 -> the nearest TF32 value (10 mantissa bits, ties away from zero), kept in fp32. A TF32 tl.dot on
+    Hopper drops those bits (truncation), a bias that adds up over the R terms of the epilogue; rounding first
+    makes its error unbiased, at the cost of two integer ops per element of small tiles."""
+    bits = v.to(tl.uint32, bitcast=True)
+    bits = (bits + 0x1000) & 0xFFFFE000
+    return bits.to(tl.float32, bitcast=True)
+
+
+@triton.jit
 def _tt_fused_lora_gemm_kernel(
     x_ptr, w_ptr, bias_ptr, base_ptr, l_ptr, e_ptr, z_ptr, out_ptr,
     T, N, K, R, alpha,
@@ -76,6 +89,7 @@ def _tt_fused_lora_gemm_kernel(
     STORE_Z: tl.constexpr,  # write Z (fp32) from the pid_n == 0 tiles
     UPCAST: tl.constexpr,  # interpreter: fp32 operands for every tl.dot
     PREC: tl.constexpr,  # tl.dot input precision for fp32 operands
+    EPI_RN: tl.constexpr,  # round the epilogue's fp32 operands to nearest TF32 first (16-bit activations)
     R_PAD: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):  # fmt: skip
@@ -141,7 +155,12 @@ def _tt_fused_lora_gemm_kernel(
     # Epilogue: the adapter term (K = R_PAD), bias, base; one store of the tile.
     et = tl.load(e_ptr + offs_r[:, None] * stride_er + cols[None, :] * stride_en,
                  mask=mask_r[:, None] & mask_n[None, :], other=0.0)  # fmt: skip
-    acc = tl.dot(zacc * alpha, et.to(tl.float32), acc, input_precision=PREC)
+    za = zacc * alpha
+    et = et.to(tl.float32)
+    if EPI_RN:
+        za = _round_to_tf32(za)
+        et = _round_to_tf32(et)
+    acc = tl.dot(za, et, acc, input_precision=PREC)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + cols, mask=mask_n, other=0.0).to(tl.float32)[None, :]
     mask_mn = mask_m[:, None] & mask_n[None, :]
@@ -269,6 +288,7 @@ def launch_fused(
         "STORE_Z": z_in_loop and z_out is not None,
         "UPCAST": BUILT_FOR_INTERPRETER,
         "PREC": prec,
+        "EPI_RN": configs.epilogue_rounds(X.dtype),
         "R_PAD": rpad,
     }
 
@@ -277,8 +297,9 @@ def launch_fused(
 
     if BUILT_FOR_INTERPRETER or X.device.type != "cuda" or configs.forced("fused"):
         cfg = configs.interpreter_fused_config(T, N, K)
+        launch = {"num_warps": cfg.pop("num_warps", 4), "num_stages": cfg.pop("num_stages", 2)}
         with _on_device(X):
-            _tt_fused_lora_gemm_kernel[grid](*args, **flags, **cfg, num_warps=4, num_stages=2)
+            _tt_fused_lora_gemm_kernel[grid](*args, **flags, **cfg, **launch)
         return
     tuner = _fused_tuner(configs.is_hopper(X.device), T <= configs.DECODE_MAX_TOKENS)
     with torch.cuda.device(X.device):  # triton launches on the current device
@@ -305,6 +326,7 @@ def launch_skinny(
     interp = BUILT_FOR_INTERPRETER or Lmat.device.type != "cuda"
     if interp or forced:
         blocks = configs.interpreter_skinny_config(P, K)
+        launch = {"num_warps": blocks.pop("num_warps", 4), "num_stages": blocks.pop("num_stages", 2)}
         block_p = blocks["BLOCK_P"]
     else:
         blocks = None
@@ -329,7 +351,7 @@ def launch_skinny(
     grid = (triton.cdiv(P, block_p), split)
     if blocks is not None:
         with _on_device(Lmat):
-            _tt_skinny_gemm_kernel[grid](*args, **flags, **blocks, num_warps=4, num_stages=2)
+            _tt_skinny_gemm_kernel[grid](*args, **flags, **blocks, **launch)
     else:
         with torch.cuda.device(Lmat.device):
             _skinny_tuner(configs.is_hopper(Lmat.device))[grid](*args, **flags, BLOCK_P=block_p)
