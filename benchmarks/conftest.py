@@ -171,6 +171,16 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _SKIP_LOG.append({"name": report.nodeid.split("::")[-1], "reason": reason.removeprefix("Skipped: ")})
 
 
+def benchmark_json_path(value: object) -> Path | None:
+    """--benchmark-json as a path: older pytest-benchmark keeps the str, newer ones an open file (flushed here)."""
+    if not value:
+        return None
+    flush = getattr(value, "flush", None)
+    if callable(flush):
+        flush()
+    return Path(getattr(value, "name", value))  # type: ignore[arg-type]
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     bs = getattr(config, "_benchmarksession", None)
@@ -180,7 +190,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
     from . import report
 
-    json_path = Path(bs.json) if bs.json else None
+    json_path = benchmark_json_path(bs.json)
     if json_path is not None and json_path.exists():
         data = json.loads(json_path.read_text())
     else:

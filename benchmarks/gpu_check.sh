@@ -11,13 +11,14 @@
 #   3. python -m ttkernels info
 #   4. GPU tests: tests/test_triton_kernels.py tests/test_cuda_backend.py tests/test_ops.py (those that exist)
 #   5. compute-sanitizer --tool memcheck on benchmarks/gpu_sanitize.py (cuda backend), if the extension built
-#   6. the Hopper benchmark set (TTKERNELS_BENCH=full, bf16) with --benchmark-json into $OUT; conftest renders
+#   6. benchmarks/gpu_diag_configs.py: every autotune config of the fused kernel forced once, against float64
+#   7. the Hopper benchmark set (TTKERNELS_BENCH=full, bf16) with --benchmark-json into $OUT; conftest renders
 #      <card>-<date>.md/.png beside it. The set runs headline shapes first and skips what the deadline leaves out.
-#   7. one final table: step results and the compact benchmark table
+#   8. one final table: step results and the compact benchmark table
 #
 # Environment: OUT (default ./gpu_out), PYTHON (default python3), GPU_CHECK_BUDGET_S, GPU_CHECK_SKIP (comma list
-# of: build,tests,sanitizer,bench), TTKERNELS_BENCH (default full), MAX_JOBS, TORCH_CUDA_ARCH_LIST (default: the
-# card present, 9.0a on Hopper), GPU_CHECK_TEST_WORKERS (pytest-xdist workers, default 8, where xdist is installed).
+# of: build,tests,sanitizer,diag,bench), TTKERNELS_BENCH (default full), MAX_JOBS, TORCH_CUDA_ARCH_LIST (default: the
+# card present, 9.0a on Hopper), GPU_CHECK_TEST_WORKERS (pytest-xdist workers and diagnostic processes, default 12).
 # Nothing here changes the GPU's settings (clocks, power, MIG, persistence) or resets it.
 set -euo pipefail
 
@@ -123,7 +124,7 @@ if skipped tests; then
 elif ((${#TESTS[@]})); then
     # xdist (where installed) spreads the Triton JIT compiles over the machine's cores
     XDIST=()
-    "$PY" -c "import xdist" >/dev/null 2>&1 && XDIST=(-n "${GPU_CHECK_TEST_WORKERS:-8}")
+    "$PY" -c "import xdist" >/dev/null 2>&1 && XDIST=(-n "${GPU_CHECK_TEST_WORKERS:-12}")
     run "pytest GPU tests" "$(cap 150 150)" "$PY" -m pytest "${TESTS[@]}" -q --maxfail=10 -p no:cacheprovider \
         "${XDIST[@]}" -rfE
 fi
@@ -140,7 +141,17 @@ else
 $(command -v compute-sanitizer >/dev/null 2>&1 && echo yes || echo no))"
 fi
 
-# 6. benchmarks: a deadline inside pytest makes late cases skip (and say so) instead of losing the JSON
+# 6. every autotune config of the fused kernel, forced one at a time, against float64 (the autotuner proves only
+#    the config it picks; see benchmarks/gpu_diag_configs.py)
+if skipped diag; then
+    note "config diagnostic skipped (GPU_CHECK_SKIP)"
+else
+    DIAG_S=$(cap 120 180)
+    run "fused configs vs float64" "$DIAG_S" "$PY" -m benchmarks.gpu_diag_configs --jobs "${GPU_CHECK_TEST_WORKERS:-12}" \
+        --budget $((DIAG_S - 15)) --out "$OUT"
+fi
+
+# 7. benchmarks: a deadline inside pytest makes late cases skip (and say so) instead of losing the JSON
 STEM=$("$PY" -c "from benchmarks.harness import bench_device, result_stem; print(result_stem(bench_device()))" \
     2>/dev/null || echo "gpu-$(date +%F)")
 JSON=$OUT/$STEM.json
@@ -162,7 +173,7 @@ else
     fi
 fi
 
-# 7. one final table
+# 8. one final table
 echo
 echo "================ gpu_check summary ($(($(date +%s) - START))s of ${BUDGET}s) ================"
 printf '%s\n' "${SUMMARY[@]}"

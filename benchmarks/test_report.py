@@ -100,3 +100,16 @@ def test_gpu_check_script_parses() -> None:
     if bash is None:
         pytest.skip("bash not found")
     subprocess.run([bash, "-n", str(HERE / "gpu_check.sh")], check=True)
+
+
+def test_benchmark_json_path_accepts_a_path_or_an_open_file(tmp_path: Path) -> None:
+    """pytest-benchmark hands --benchmark-json over as a str (older) or an open binary file (seen on the H200 image)."""
+    from .conftest import benchmark_json_path
+
+    target = tmp_path / "r.json"
+    assert benchmark_json_path(None) is None
+    assert benchmark_json_path(str(target)) == target
+    with open(target, "wb") as f:
+        f.write(b'{"benchmarks": []}')
+        assert benchmark_json_path(f) == target
+        assert json.loads(target.read_text()) == {"benchmarks": []}  # flushed before the report reads it

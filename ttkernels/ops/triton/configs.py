@@ -119,6 +119,24 @@ def epilogue_rounds(dtype: torch.dtype) -> bool:
     return dtype in (torch.float16, torch.bfloat16)
 
 
+#: Backward dx: accumulate g = dy B in the fused kernel's K loop (B read as a (K = m, R) view with unit stride
+#: along R). Off: on an H200 (triton 3.6, 2026-11-26) that design gave wrong dx (relative error 0.6 to 5e3, and
+#: illegal memory accesses under autotuning) for fp16/bf16 whenever BLOCK_K >= 64 and K = m was not a multiple of
+#: it (m = 70, 90), while BLOCK_K = 32 and the pre-pass design were right for every config; the interpreter is
+#: right for both. g therefore comes from the skinny pre-pass (dy read once more) unless a test forces z_in_loop.
+#: benchmarks/gpu_diag_bwd.py re-checks both designs config by config.
+BWD_G_IN_LOOP = False
+
+
+def bwd_g_in_loop(T: int, R: int, has_weight: bool) -> bool:
+    value = _forced.get("z_in_loop")
+    if value is not None:
+        return bool(value)
+    if not BWD_G_IN_LOOP:
+        return False
+    return linear_z_in_loop(T, R) if has_weight else adapter_z_in_loop(T)
+
+
 def dot_precision(dtype: torch.dtype) -> str:
     """tl.dot input precision for fp32 operands: tf32 when torch allows it, else 3xTF32 (fp32-class accuracy)."""
     if dtype == torch.float32 and torch.get_float32_matmul_precision() == "highest":

@@ -1,13 +1,14 @@
 """Backward of a TT-LoRA linear layer (weight frozen). With g = dy B (T x R, fp32)::
 
-    dx = dy W0 + α g A          fused GEMM: X = dy, W = W0 (K = m), L = B, E = A; g accumulated in the K loop
+    g  = dy B                   skinny GEMM, K = m: reads dy once
+    dx = dy W0 + α g A          fused GEMM: X = dy, W = W0 (K = m), E = A; g added in the epilogue
     dA = α gᵀ x                 skinny GEMM, K = T: reads x once
     dB = α dyᵀ z                skinny GEMM, K = T: reads dy once
 
-For R > 16 and T > 64, g comes from a skinny pass over dy instead of the K loop (as z in the forward).
-``weight=None`` (adapter-only bases): dx = α g A only; up to 64 tokens g is accumulated per tile in one launch,
-above that a skinny pass computes g (dy read once) and the epilogue-only kernel writes dx. When dx is not needed
-but dA is, g comes from the skinny kernel. Nothing m x n (and no T x n besides dx) is formed. Supports R <= 64.
+``weight=None`` (adapter-only bases): dx = α g A only, written by the epilogue-only kernel. The fused kernel can
+also accumulate g in its K loop (one pass over dy fewer), but that design gave wrong results on an H200 for some
+tile configs (see :data:`configs.BWD_G_IN_LOOP`), so it runs only when a test forces it.
+Nothing m x n (and no T x n besides dx) is formed. Supports R <= 64.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def tt_linear_bwd_triton(
         common = dict(E=A, E_strides=(A.stride(0), A.stride(1)), out=dx, N=n, R=R, alpha=alpha)
         if T == 0 or n == 0:
             g = shrink(dy, B, (B.stride(0), B.stride(1)), R) if need_dA else None
-        elif configs.linear_z_in_loop(T, R) if weight is not None else configs.adapter_z_in_loop(T):
+        elif configs.bwd_g_in_loop(T, R, weight is not None):
             g = torch.empty((T, R), device=dev, dtype=torch.float32) if need_dA else None
             w_strides = (0, 0) if weight is None else (weight.stride(0), weight.stride(1))  # W0 as (K=m, N=n)
             launch_fused(X=dy, W=weight, W_strides=w_strides, L=B, L_strides=(B.stride(0), B.stride(1)), z_out=g,

@@ -1,0 +1,28 @@
+"""The GPU config diagnostic (benchmarks/gpu_diag_configs.py) runs, and reports a worker that dies, on CPU too."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+pytest.importorskip("triton", reason="triton is not installed")
+
+from .gpu_diag_configs import _run_group
+
+CASE = {
+    "shape": [5, 8, 12, 2], "dtype": "float16", "design": "dx_g_in_loop",
+    "fused": {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 1, "num_warps": 4, "num_stages": 2},
+}  # fmt: skip
+
+
+def test_diag_group_checks_each_config_and_survives_a_dead_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("TRITON_INTERPRET", "1")  # the workers are fresh processes
+    broken = dict(CASE, dtype="no_such_dtype")
+    fwd = dict(CASE, design="fwd_z_in_loop")
+    results = _run_group([CASE, broken, fwd], time.time() + 120)
+    assert [r["status"] for r in results] == ["ok", "error", "ok"]
+    assert "no_such_dtype" in results[1]["why"]
+    assert all(r["rel_err"] < 5e-3 for r in (results[0], results[2]))
