@@ -124,7 +124,7 @@ def epilogue_rounds(dtype: torch.dtype) -> bool:
 #: illegal memory accesses under autotuning) for fp16/bf16 whenever BLOCK_K >= 64 and K = m was not a multiple of
 #: it (m = 70, 90), while BLOCK_K = 32 and the pre-pass design were right for every config; the interpreter is
 #: right for both. g therefore comes from the skinny pre-pass (dy read once more) unless a test forces z_in_loop.
-#: benchmarks/gpu_diag_bwd.py re-checks both designs config by config.
+#: benchmarks/gpu_diag_configs.py (run by gpu_check.sh) re-checks both designs config by config.
 BWD_G_IN_LOOP = False
 
 
