@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
 
 from .backends import validate_backend_name
+from .utils import validate_dropout
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -65,9 +65,7 @@ class TTConfig:
         self.alpha = float(self.alpha)
         if self.init not in ("zero", "gaussian"):
             raise ValueError(f"init must be 'zero' or 'gaussian', got {self.init!r}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real) or not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be a probability in [0, 1), got {self.dropout!r}")
-        self.dropout = float(self.dropout)
+        self.dropout = validate_dropout(self.dropout, "TTConfig")
         if self.core_dtype not in _DTYPES:
             raise ValueError(f"core_dtype must be one of {sorted(_DTYPES)}, got {self.core_dtype!r}")
         if self.backend is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Literal
 
 import torch
@@ -16,7 +15,7 @@ from .ops import tt_adapter, tt_linear
 from .ops.contract import contract_factors, factor_rank
 from .ops.reference import dense_delta_weight
 from .shapes import auto_shape, find_boundary, resolve_ranks, validate_shape
-from .utils import warn_once
+from .utils import validate_dropout, warn_once
 
 BaseKind = Literal["linear", "conv1d", "adapter"]
 InitMode = Literal["zero", "gaussian"]
@@ -112,12 +111,10 @@ class TTLinear(nn.Module):
             raise ValueError(f"{name}: alpha must be a finite number, got {alpha!r}")
         if init not in ("zero", "gaussian"):
             raise ValueError(f"{name}: init must be 'zero' or 'gaussian', got {init!r}")
-        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"{name}: dropout must be a probability in [0, 1), got {dropout!r}")
         if not dtype.is_floating_point:
             raise TypeError(f"{name}: core dtype must be floating point, got {dtype}")
         self.alpha = float(alpha)
-        self.dropout = float(dropout)
+        self.dropout = validate_dropout(dropout, name)
         self.backend = None if backend is None else validate_backend_name(backend)
         self.boundary = find_boundary(self.shape, self.m)
         if self.boundary is None:
@@ -173,10 +170,9 @@ class TTLinear(nn.Module):
             )
         if self.alpha == 0.0:
             raise ValueError(f"{self.layer_name}: alpha is 0, so no cores can reproduce a non-zero delta")
-        target = delta.detach().to(torch.float64) / self.alpha
-        for core, new in zip(self.cores, tt_svd(target, self.shape, self.ranks[1:-1]), strict=True):
-            core.copy_(new.to(core.device, core.dtype))
         wanted = delta.detach().to(torch.float64)
+        for core, new in zip(self.cores, tt_svd(wanted / self.alpha, self.shape, self.ranks[1:-1]), strict=True):
+            core.copy_(new.to(core.device, core.dtype))
         norm = torch.linalg.norm(wanted).item()
         error = torch.linalg.norm(self.alpha * self.delta_weight(torch.float64) - wanted.to(self.cores[0].device))
         return error.item() / norm if norm > 0 else 0.0

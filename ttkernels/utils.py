@@ -26,6 +26,15 @@ def env_flag(name: str, default: bool = False) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def validate_dropout(dropout: object, where: str) -> float:
+    """A dropout probability in [0, 1) as a float; ``where`` prefixes the error (a layer name, or the config)."""
+    import numbers
+
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"{where}: dropout must be a probability in [0, 1), got {dropout!r}")
+    return float(dropout)
+
+
 def parse_rank(text: str) -> int | list[int] | str:
     """Command-line TT rank: ``"5"`` -> 5 (every bond); ``"2,4,2"`` -> [2, 4, 2] (the inner ranks r_1..r_{d-1});
     ``"2/4"`` -> "2/4" (rank 2 on every bond, 4 on the bond between the output and input modes, for any shape)."""

@@ -412,7 +412,8 @@ def _describe_trial(model: Any, base: FinetuneConfig, row: dict[str, Any]) -> di
     (one deep copy at a time: the search's host must hold the model twice)."""
     import copy
 
-    cfg = replace(base, shape=row["shape_spec"], rank=_rank_value(row["rank"]), alpha=float(row["alpha"]))
+    cfg = _trial_config(base, {"tt_shape": row["shape_spec"], "tt_rank": row["rank"], "tt_alpha": row["alpha"],
+                               "learning_rate": row["learning_rate"]})
     _, info, shape = apply_method(copy.deepcopy(model), cfg)
     return {"shape": shape_label(shape), "adapter_params": info.adapter_params,
             "trainable_params": info.trainable_params, "adapter_kb_fp16": info.adapter_kb}

@@ -50,18 +50,17 @@ def tt_linear_bwd_triton(
     g = None
     if need_dx:
         dx = torch.empty((T, n), device=dev, dtype=x.dtype)
-        common = dict(E=A, E_strides=(A.stride(0), A.stride(1)), out=dx, N=n, R=R, alpha=alpha)
+        w_strides = (0, 0) if weight is None else (weight.stride(0), weight.stride(1))  # W0 as (K=m, N=n)
+        common = dict(X=dy, W=weight, W_strides=w_strides, E=A, E_strides=(A.stride(0), A.stride(1)), out=dx, N=n,
+                      R=R, alpha=alpha)  # fmt: skip
         if T == 0 or n == 0:
             g = shrink(dy, B, (B.stride(0), B.stride(1)), R) if need_dA else None
         elif configs.bwd_g_in_loop(T, R, weight is not None):
             g = torch.empty((T, R), device=dev, dtype=torch.float32) if need_dA else None
-            w_strides = (0, 0) if weight is None else (weight.stride(0), weight.stride(1))  # W0 as (K=m, N=n)
-            launch_fused(X=dy, W=weight, W_strides=w_strides, L=B, L_strides=(B.stride(0), B.stride(1)), z_out=g,
-                         **common)  # fmt: skip
+            launch_fused(L=B, L_strides=(B.stride(0), B.stride(1)), z_out=g, **common)
         else:
             g = shrink(dy, B, (B.stride(0), B.stride(1)), R)
-            w_strides = (0, 0) if weight is None else (weight.stride(0), weight.stride(1))
-            launch_fused(X=dy, W=weight, W_strides=w_strides, L=None, L_strides=(0, 0), z_in=g, **common)
+            launch_fused(L=None, L_strides=(0, 0), z_in=g, **common)
     elif need_dA:
         g = shrink(dy, B, (B.stride(0), B.stride(1)), R)
     if need_dA:
