@@ -9,7 +9,8 @@
 #   2. pip install -e . with the CUDA extension (TTKERNELS_BUILD_CUDA=1); a failed build is reported and the run
 #      continues without it (the cuda provider is then skipped with the reason)
 #   3. python -m ttkernels info
-#   4. GPU tests: tests/test_triton_kernels.py tests/test_cuda_backend.py tests/test_ops.py (those that exist)
+#   4. GPU tests: tests/test_triton_kernels.py tests/test_cuda_backend.py tests/test_ops.py (those that exist), with
+#      TTKERNELS_TRITON_AUTOTUNE=0 (the first fitting config per launch; step 6 covers the others)
 #   5. compute-sanitizer --tool memcheck on benchmarks/gpu_sanitize.py (cuda backend), if the extension built
 #   6. benchmarks/gpu_diag_configs.py: every autotune config of the fused kernel forced once, against float64
 #   7. the Hopper benchmark set (TTKERNELS_BENCH=full, bf16) with --benchmark-json into $OUT; conftest renders
@@ -125,7 +126,9 @@ elif ((${#TESTS[@]})); then
     # xdist (where installed) spreads the Triton JIT compiles over the machine's cores
     XDIST=()
     "$PY" -c "import xdist" >/dev/null 2>&1 && XDIST=(-n "${GPU_CHECK_TEST_WORKERS:-12}")
-    run "pytest GPU tests" "$(cap 150 150)" "$PY" -m pytest "${TESTS[@]}" -q --maxfail=10 -p no:cacheprovider \
+    # one config per launch (TTKERNELS_TRITON_AUTOTUNE=0): timing every config of every kernel variant would cost
+    # minutes of compiles; step 6 checks the configs one by one
+    run "pytest GPU tests" "$(cap 150 150)" env TTKERNELS_TRITON_AUTOTUNE=0 "$PY" -m pytest "${TESTS[@]}" -q --maxfail=10 -p no:cacheprovider \
         "${XDIST[@]}" -rfE
 fi
 

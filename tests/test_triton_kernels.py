@@ -356,6 +356,27 @@ def test_autotune_prune_keeps_fitting_configs(monkeypatch, hopper, dtype, rank):
             assert cfg.num_stages * cfg.kwargs["BLOCK_K"] * (block_p * x.element_size() + rpad * 4) <= smem
 
 
+@pytest.mark.parametrize("value, tunes", [("0", False), ("off", False), ("1", True), (None, True)])
+def test_autotune_env_switch_keeps_first_fitting_config(monkeypatch, value, tunes):
+    """TTKERNELS_TRITON_AUTOTUNE=0 (GPU test runs) keeps exactly the first config the prune would have kept."""
+    monkeypatch.setattr(configs, "device_facts", lambda device: ((9, 0), 132, 227 * 1024))
+    x = torch.empty(1, 1, dtype=torch.bfloat16)
+    monkeypatch.delenv(configs.AUTOTUNE_ENV, raising=False)
+    fused_args = ({"x_ptr": x, "T_BUCKET": 4096}, {"R_PAD": 16, "HAS_W": True, "Z_IN_LOOP": True})
+    full = configs.prune_fused(configs.fused_autotune_configs(True), fused_args[0], **fused_args[1])
+    skinny_full = configs.prune_skinny(configs.skinny_autotune_configs(True), {"l_ptr": x}, BLOCK_P=64, R_PAD=16)
+    assert len(full) > 1 and len(skinny_full) > 1
+    if value is not None:
+        monkeypatch.setenv(configs.AUTOTUNE_ENV, value)
+    kept = configs.prune_fused(configs.fused_autotune_configs(True), fused_args[0], **fused_args[1])
+    skinny = configs.prune_skinny(configs.skinny_autotune_configs(True), {"l_ptr": x}, BLOCK_P=64, R_PAD=16)
+    assert configs.autotune_enabled() is tunes
+    if tunes:
+        assert [c.kwargs for c in kept] == [c.kwargs for c in full] and len(skinny) == len(skinny_full)
+    else:
+        assert [c.kwargs for c in kept] == [full[0].kwargs] and [c.kwargs for c in skinny] == [skinny_full[0].kwargs]
+
+
 def test_skinny_split_heuristic(monkeypatch):
     monkeypatch.setattr(configs, "device_facts", lambda device: ((9, 0), 132, 227 * 1024))
     cuda = torch.device("cuda", 0)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -57,6 +58,16 @@ LINEAR_Z_IN_LOOP_MAX_RANK = 16
 _DOT_MIN = 16  # tl.dot needs every dimension >= 16
 
 _forced: dict[str, Any] = {}
+
+#: Environment switch: ``TTKERNELS_TRITON_AUTOTUNE=0`` launches the first config that fits (after pruning) instead
+#: of timing every config. For GPU test runs, where compiling every config of every kernel variant costs minutes;
+#: ``benchmarks/gpu_diag_configs.py`` checks the configs one by one instead.
+AUTOTUNE_ENV = "TTKERNELS_TRITON_AUTOTUNE"
+
+
+def autotune_enabled() -> bool:
+    """False when ``TTKERNELS_TRITON_AUTOTUNE`` is 0/false/off/no (read at each launch, so tests can set it)."""
+    return os.environ.get(AUTOTUNE_ENV, "1").strip().lower() not in ("0", "false", "off", "no")
 
 
 @contextlib.contextmanager
@@ -273,7 +284,7 @@ def prune_fused(configs: list[Any], named_args: dict[str, Any], **kwargs: Any) -
     if not keep:  # nothing fits this device: one small config that always does (<= 48 KB of shared memory)
         bm = max(_DOT_MIN, T_bucket) if decode else 64
         keep = [_cfg(bm, 64, 32, 2, 4)]
-    return keep
+    return keep if autotune_enabled() else keep[:1]
 
 
 def skinny_autotune_configs(hopper: bool) -> list[Any]:
@@ -297,7 +308,8 @@ def prune_skinny(configs: list[Any], named_args: dict[str, Any], **kwargs: Any) 
         if cfg.num_stages * cfg.kwargs["BLOCK_K"] * (bp * esize + rpad * 4) <= smem_limit - 8192
         and (esize < 4 or bp * cfg.kwargs["BLOCK_K"] <= 64 * 64)  # fp32 (3x)TF32 tiles beyond this spill (sm90)
     ]
-    return keep or [triton.Config({"BLOCK_K": 32}, num_stages=2, num_warps=4)]
+    keep = keep or [triton.Config({"BLOCK_K": 32}, num_stages=2, num_warps=4)]
+    return keep if autotune_enabled() else keep[:1]
 
 
 def skinny_block_p(P: int, k_contiguous: bool) -> int:
