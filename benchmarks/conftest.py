@@ -172,11 +172,12 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def benchmark_json_path(value: object) -> Path | None:
-    """--benchmark-json as a path: older pytest-benchmark keeps the str, newer ones an open file (flushed here)."""
+    """--benchmark-json as a path: older pytest-benchmark keeps the str, newer ones an open file (flushed here
+    unless pytest-benchmark has closed it already, as 5.2 does before the terminal summary)."""
     if not value:
         return None
     flush = getattr(value, "flush", None)
-    if callable(flush):
+    if callable(flush) and not getattr(value, "closed", False):
         flush()
     return Path(getattr(value, "name", value))  # type: ignore[arg-type]
 

@@ -113,3 +113,4 @@ def test_benchmark_json_path_accepts_a_path_or_an_open_file(tmp_path: Path) -> N
         f.write(b'{"benchmarks": []}')
         assert benchmark_json_path(f) == target
         assert json.loads(target.read_text()) == {"benchmarks": []}  # flushed before the report reads it
+    assert f.closed and benchmark_json_path(f) == target  # 5.2 closes it before the terminal summary (H200 run 2)

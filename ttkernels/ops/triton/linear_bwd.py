@@ -57,7 +57,10 @@ def tt_linear_bwd_triton(
             g = shrink(dy, B, (B.stride(0), B.stride(1)), R) if need_dA else None
         elif configs.bwd_g_in_loop(T, R, weight is not None):
             g = torch.empty((T, R), device=dev, dtype=torch.float32) if need_dA else None
-            launch_fused(L=B, L_strides=(B.stride(0), B.stride(1)), z_out=g, **common)
+            # B as a K-contiguous (K = m, R) view of Bᵀ (m x R copied once), the layout the forward's in-loop z
+            # reads A in; the R-contiguous view of B itself is the layout that gave wrong dx on the H200
+            Bt = B.t().contiguous()
+            launch_fused(L=Bt, L_strides=(Bt.stride(1), Bt.stride(0)), z_out=g, **common)
         else:
             g = shrink(dy, B, (B.stride(0), B.stride(1)), R)
             launch_fused(L=None, L_strides=(0, 0), z_in=g, **common)
