@@ -26,3 +26,16 @@ def test_diag_group_checks_each_config_and_survives_a_dead_case(monkeypatch: pyt
     assert [r["status"] for r in results] == ["ok", "error", "ok"]
     assert "no_such_dtype" in results[1]["why"]
     assert all(r["rel_err"] < 5e-3 for r in (results[0], results[2]))
+
+
+def test_diag_exit_status_covers_the_designs_in_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ttkernels.ops.triton import configs
+
+    from .gpu_diag_configs import DESIGNS, _groups, in_use
+
+    monkeypatch.setattr(configs, "BWD_G_IN_LOOP", False)
+    assert [d for d in DESIGNS if not in_use(d)] == ["dx_g_in_loop", "dx_no_dA"]
+    monkeypatch.setattr(configs, "BWD_G_IN_LOOP", True)
+    assert all(in_use(d) for d in DESIGNS)
+    groups = _groups(["dx_g_prepass"])
+    assert groups and all(case["design"] == "dx_g_prepass" for group in groups for case in group)
