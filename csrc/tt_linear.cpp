@@ -15,6 +15,7 @@
 #include <array>
 #include <atomic>
 #include <optional>
+#include <string>
 #include <tuple>
 
 #include <c10/cuda/CUDAException.h>
@@ -23,32 +24,46 @@
 
 #include "tt_linear.h"
 
-// Each check names the tensor, what was expected and what it got.
-#define CHECK_CUDA(x) TORCH_CHECK((x).is_cuda(), "ttkernels._C: " #x " must be a CUDA tensor, got device ", (x).device())
+// Each check names the tensor, what was expected and what it got. Messages carry numbers only as strings made
+// by std::to_string (dims_str): on the H200 image (torch 2.11.0+cu130, g++ 13.3) streaming an int64 through
+// std::ostream inside this module crashed the process (SIGSEGV in ostream::_M_insert<long>, reached from
+// c10::str) instead of raising; c10's own formatters (Device::str) and C strings were fine.
+#define CHECK_CUDA(x) \
+  TORCH_CHECK((x).is_cuda(), "ttkernels._C: " #x " must be a CUDA tensor, got device ", (x).device().str())
 #define CHECK_DEVICE(x, ref)                                                                                \
   TORCH_CHECK((x).device() == (ref).device(), "ttkernels._C: " #x " must be on the device of " #ref " (", \
-              (ref).device(), "), got ", (x).device())
+              (ref).device().str(), "), got ", (x).device().str())
 #define CHECK_DTYPE(x, expected)                                                                             \
-  TORCH_CHECK((x).scalar_type() == (expected), "ttkernels._C: " #x " must have dtype ", (expected), ", got ", \
-              (x).scalar_type())
+  TORCH_CHECK((x).scalar_type() == (expected), "ttkernels._C: " #x " must have dtype ", c10::toString(expected), \
+              ", got ", c10::toString((x).scalar_type()))
 #define CHECK_CONTIGUOUS(x)                                                                                   \
   TORCH_CHECK((x).is_contiguous(), "ttkernels._C: " #x " must be contiguous (row-major), got strides ", \
-              (x).strides(), " for shape ", (x).sizes())
+              dims_str((x).strides()), " for shape ", dims_str((x).sizes()))
 #define CHECK_SHAPE(x, ...) check_shape((x), #x, {__VA_ARGS__}, #__VA_ARGS__)
 
 namespace ttkernels {
 namespace {
 
+// "[a, b, c]", formatted without std::ostream (see the note on the checks above).
+std::string dims_str(at::IntArrayRef dims) {
+  std::string out = "[";
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (i) out += ", ";
+    out += std::to_string(dims[i]);
+  }
+  return out + "]";
+}
+
 void check_shape(const at::Tensor& t, const char* name, std::initializer_list<int64_t> expected, const char* dims) {
   const at::IntArrayRef want(expected);
-  TORCH_CHECK(t.sizes() == want, "ttkernels._C: ", name, " must have shape (", dims, ") = ", want, ", got ",
-              t.sizes());
+  TORCH_CHECK(t.sizes() == want, "ttkernels._C: ", name, " must have shape (", dims, ") = ", dims_str(want), ", got ",
+              dims_str(t.sizes()));
 }
 
 void check_float_dtype(const at::Tensor& t, const char* name) {
   const auto s = t.scalar_type();
   TORCH_CHECK(s == at::kFloat || s == at::kHalf || s == at::kBFloat16, "ttkernels._C: ", name,
-              " must be float32, float16 or bfloat16, got ", s);
+              " must be float32, float16 or bfloat16, got ", c10::toString(s));
 }
 
 DType to_dtype(at::ScalarType s) {
@@ -60,7 +75,7 @@ DType to_dtype(at::ScalarType s) {
     case at::kFloat:
       return DType::kFloat32;
     default:
-      TORCH_CHECK(false, "ttkernels._C: unsupported dtype ", s, " (float32, float16 or bfloat16)");
+      TORCH_CHECK(false, "ttkernels._C: unsupported dtype ", c10::toString(s), " (float32, float16 or bfloat16)");
   }
 }
 
@@ -84,10 +99,10 @@ void check_launch(cudaError_t err, const char* what) {
 // x (T, n) and the factors A (R, n), B (m, R): device, dtype, shape and layout.
 void check_adapter_inputs(const at::Tensor& x, const at::Tensor& A, const at::Tensor& B, int64_t m) {
   CHECK_CUDA(x);
-  TORCH_CHECK(x.dim() == 2, "ttkernels._C: x must be 2-D (T, n), got shape ", x.sizes());
+  TORCH_CHECK(x.dim() == 2, "ttkernels._C: x must be 2-D (T, n), got shape ", dims_str(x.sizes()));
   check_float_dtype(x, "x");
   CHECK_CONTIGUOUS(x);
-  TORCH_CHECK(A.dim() == 2, "ttkernels._C: A must be 2-D (R, n), got shape ", A.sizes());
+  TORCH_CHECK(A.dim() == 2, "ttkernels._C: A must be 2-D (R, n), got shape ", dims_str(A.sizes()));
   const int64_t n = x.size(1);
   const int64_t R = A.size(0);
   CHECK_DEVICE(A, x);
@@ -99,7 +114,7 @@ void check_adapter_inputs(const at::Tensor& x, const at::Tensor& A, const at::Te
   CHECK_CONTIGUOUS(A);
   CHECK_CONTIGUOUS(B);
   TORCH_CHECK(n <= INT32_MAX && m <= INT32_MAX && R <= INT32_MAX, "ttkernels._C: n, m and R must fit in int32, got n=",
-              n, ", m=", m, ", R=", R);
+              std::to_string(n), ", m=", std::to_string(m), ", R=", std::to_string(R));
 }
 
 // z = x Aᵀ (T, R) fp32.
@@ -137,7 +152,7 @@ std::tuple<at::Tensor, at::Tensor> linear_fwd(const at::Tensor& x,       // (T, 
                                               const at::Tensor& A,       // (R, n)
                                               const at::Tensor& B,       // (m, R)
                                               double alpha) {
-  TORCH_CHECK(weight.dim() == 2, "ttkernels._C: weight must be 2-D (m, n), got shape ", weight.sizes());
+  TORCH_CHECK(weight.dim() == 2, "ttkernels._C: weight must be 2-D (m, n), got shape ", dims_str(weight.sizes()));
   const int64_t m = weight.size(0);
   check_adapter_inputs(x, A, B, m);
   const int64_t n = x.size(1);
@@ -166,7 +181,7 @@ std::tuple<at::Tensor, at::Tensor> adapter_fwd(const at::Tensor& x,         // (
                                                const at::Tensor& A,         // (R, n)
                                                const at::Tensor& B,         // (m, R)
                                                double alpha) {
-  TORCH_CHECK(B.dim() == 2, "ttkernels._C: B must be 2-D (m, R), got shape ", B.sizes());
+  TORCH_CHECK(B.dim() == 2, "ttkernels._C: B must be 2-D (m, R), got shape ", dims_str(B.sizes()));
   const int64_t m = B.size(0);
   check_adapter_inputs(x, A, B, m);
   CHECK_DEVICE(base_out, x);
@@ -191,7 +206,7 @@ std::tuple<std::optional<at::Tensor>, std::optional<at::Tensor>, std::optional<a
     const at::Tensor& A,                      // (R, n)
     const at::Tensor& B,                      // (m, R)
     double alpha, bool need_dx, bool need_dA, bool need_dB) {
-  TORCH_CHECK(B.dim() == 2, "ttkernels._C: B must be 2-D (m, R), got shape ", B.sizes());
+  TORCH_CHECK(B.dim() == 2, "ttkernels._C: B must be 2-D (m, R), got shape ", dims_str(B.sizes()));
   const int64_t m = B.size(0);
   check_adapter_inputs(x, A, B, m);
   const int64_t T = x.size(0), n = x.size(1), R = A.size(0);

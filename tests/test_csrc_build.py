@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -286,3 +287,60 @@ def test_max_jobs_is_capped_by_memory():
     assert FLAGS.max_jobs(cpus=16, available_bytes=7 << 30) == 2
     assert FLAGS.max_jobs(cpus=4, available_bytes=128 << 30) == 4
     assert FLAGS.max_jobs(cpus=8, available_bytes=1 << 30) == 1
+
+
+def _call_args(text: str, start: int) -> list[str]:
+    """The top-level comma-separated arguments of the call whose '(' is at text[start]."""
+    depth, args, current, i, quote = 0, [], [], start, None
+    while True:
+        ch = text[i]
+        if quote:
+            current.append(ch)
+            if ch == "\\":
+                current.append(text[i + 1])
+                i += 1
+            elif ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+            current.append(ch)
+        elif ch == "(":
+            depth += 1
+            if depth > 1:
+                current.append(ch)
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                args.append("".join(current).strip())
+                return args
+            current.append(ch)
+        elif ch == "," and depth == 1:
+            args.append("".join(current).strip())
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+
+
+# What a TORCH_CHECK message in the binding may be made of: C strings and std::strings only. Streaming numbers or
+# shapes through std::ostream inside the module crashed the process on the H200 image (SIGSEGV in
+# ostream::_M_insert<long>) instead of raising the error (csrc/tt_linear.cpp, the note above the checks).
+_STRING_ARG = re.compile(
+    r'^(?:(?:"(?:[^"\\]|\\.)*"|#\w+)\s*)+$'  # literals, possibly glued to #x stringised macro arguments
+    r"|^(?:dims_str|std::to_string|c10::toString|cudaGetErrorString)\(.*\)$"
+    r"|^.*\.str\(\)$"
+    r"|^(?:name|dims|what)$",  # const char* parameters of the check helpers
+    re.S,
+)
+
+
+@pytest.mark.parametrize("source", CPP_SOURCES, ids=lambda p: p.name)
+def test_binding_error_messages_are_built_from_strings_only(source: Path):
+    text = source.read_text().replace("\\\n", " \n")  # macro line continuations (line numbers kept)
+    calls = [m.end() - 1 for m in re.finditer(r"\bTORCH_CHECK\s*\(", text)]
+    assert calls, f"{source.name} has no TORCH_CHECK?"
+    for start in calls:
+        args = _call_args(text, start)
+        bad = [a for a in args[1:] if not _STRING_ARG.match(a)]
+        line = text.count("\n", 0, start) + 1
+        assert not bad, f"{source.name}:{line}: TORCH_CHECK message parts that are not strings: {bad}"
