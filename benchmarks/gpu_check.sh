@@ -10,15 +10,17 @@
 #      continues without it (the cuda provider is then skipped with the reason)
 #   3. python -m ttkernels info
 #   4. GPU tests: tests/test_triton_kernels.py tests/test_cuda_backend.py tests/test_ops.py (those that exist), with
-#      TTKERNELS_TRITON_AUTOTUNE=0 (the first fitting config per launch; step 6 covers the others)
+#      TTKERNELS_TRITON_AUTOTUNE=0 (the first fitting config per launch; step 6 covers the others); then the
+#      backward tests again with TTKERNELS_BWD_G_IN_LOOP=1 (the in-loop dx design, off by default)
 #   5. compute-sanitizer --tool memcheck on benchmarks/gpu_sanitize.py (cuda backend), if the extension built
-#   6. benchmarks/gpu_diag_configs.py: every autotune config of the fused kernel forced once, against float64
+#   6. benchmarks/gpu_diag_configs.py: every autotune config of the fused kernel forced once, against float64;
+#      then benchmarks/host_cost.py (host-bound cost per call at T=1)
 #   7. the Hopper benchmark set (TTKERNELS_BENCH=full, bf16) with --benchmark-json into $OUT; conftest renders
 #      <card>-<date>.md/.png beside it. The set runs headline shapes first and skips what the deadline leaves out.
 #   8. one final table: step results and the compact benchmark table
 #
 # Environment: OUT (default ./gpu_out), PYTHON (default python3), GPU_CHECK_BUDGET_S, GPU_CHECK_SKIP (comma list
-# of: build,tests,sanitizer,diag,bench), TTKERNELS_BENCH (default full), MAX_JOBS, TORCH_CUDA_ARCH_LIST (default: the
+# of: build,tests,sanitizer,diag,hostcost,bench), TTKERNELS_BENCH (default full), MAX_JOBS, TORCH_CUDA_ARCH_LIST (default: the
 # card present, 9.0a on Hopper), GPU_CHECK_TEST_WORKERS (pytest-xdist workers and diagnostic processes, default 12).
 # Nothing here changes the GPU's settings (clocks, power, MIG, persistence) or resets it.
 set -euo pipefail
@@ -130,6 +132,10 @@ elif ((${#TESTS[@]})); then
     # minutes of compiles; step 6 checks the configs one by one
     run "pytest GPU tests" "$(cap 150 150)" env TTKERNELS_TRITON_AUTOTUNE=0 "$PY" -m pytest "${TESTS[@]}" -q --maxfail=10 -p no:cacheprovider \
         "${XDIST[@]}" -rfE
+    # the backward with g accumulated in the fused kernel's loop (off by default until this passes on a GPU; see
+    # ttkernels/ops/triton/configs.py BWD_G_IN_LOOP)
+    run "pytest bwd, in-loop g on" "$(cap 60 150)" env TTKERNELS_TRITON_AUTOTUNE=0 TTKERNELS_BWD_G_IN_LOOP=1 "$PY" -m pytest \
+        tests/test_triton_kernels.py tests/test_ops.py -k "bwd or backward or grad" -q -p no:cacheprovider "${XDIST[@]}" -rfE
 fi
 
 # 5. memcheck on the cuda backend
@@ -152,6 +158,14 @@ else
     DIAG_S=$(cap 120 180)
     run "fused configs vs float64" "$DIAG_S" "$PY" -m benchmarks.gpu_diag_configs --jobs "${GPU_CHECK_TEST_WORKERS:-12}" \
         --budget $((DIAG_S - 15)) --out "$OUT"
+fi
+
+# 6b. host cost per call at T=1 (the issue rate of Python + dispatch + launches; what dominates small-T timings)
+if skipped hostcost; then
+    note "host cost skipped (GPU_CHECK_SKIP)"
+else
+    run "host cost per call (T=1)" "$(cap 45 150)" bash -c "TTKERNELS_TRITON_AUTOTUNE=0 '$PY' -m benchmarks.host_cost \
+        2>&1 | tee '$OUT/host_cost.txt'"
 fi
 
 # 7. benchmarks: a deadline inside pytest makes late cases skip (and say so) instead of losing the JSON

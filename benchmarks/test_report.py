@@ -114,3 +114,14 @@ def test_benchmark_json_path_accepts_a_path_or_an_open_file(tmp_path: Path) -> N
         assert benchmark_json_path(f) == target
         assert json.loads(target.read_text()) == {"benchmarks": []}  # flushed before the report reads it
     assert f.closed and benchmark_json_path(f) == target  # 5.2 closes it before the terminal summary (H200 run 2)
+
+
+def test_host_cost_measures_every_row_on_cpu() -> None:
+    from .host_cost import main
+
+    rows = main(["--dim", "64", "--shape", "8,8,8,8", "--rank", "2", "--dtype", "float32", "--calls", "5",
+                 "--backends", "torch", "--device", "cpu"])  # fmt: skip
+    labels = [label for label, _ in rows]
+    assert labels[:2] == ["one elementwise op (16 floats)", "F.linear 64x64"]
+    assert "TTLinear torch forward (no grad)" in labels and "TTLinear torch training step" in labels
+    assert all(us > 0 for _, us in rows)

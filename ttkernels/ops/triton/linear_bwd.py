@@ -5,9 +5,10 @@
     dA = α gᵀ x                 skinny GEMM, K = T: reads x once
     dB = α dyᵀ z                skinny GEMM, K = T: reads dy once
 
-``weight=None`` (adapter-only bases): dx = α g A only, written by the epilogue-only kernel. The fused kernel can
-also accumulate g in its K loop (one pass over dy fewer), but that design gave wrong results on an H200 for some
-tile configs (see :data:`configs.BWD_G_IN_LOOP`), so it runs only when a test forces it.
+``weight=None`` (adapter-only bases): dx = α g A only, written by the epilogue-only kernel. Where
+:func:`configs.bwd_g_in_loop` says so, g is accumulated in the fused kernel's K loop instead of the pre-pass (one
+launch and one pass over dy fewer), reading B through a K-contiguous copy of Bᵀ; that design is off until the GPU
+test suite has run with it (see :data:`configs.BWD_G_IN_LOOP`), so today only tests that force it launch it.
 Nothing m x n (and no T x n besides dx) is formed. Supports R <= 64.
 """
 
@@ -58,7 +59,7 @@ def tt_linear_bwd_triton(
         elif configs.bwd_g_in_loop(T, R, weight is not None):
             g = torch.empty((T, R), device=dev, dtype=torch.float32) if need_dA else None
             # B as a K-contiguous (K = m, R) view of Bᵀ (m x R copied once), the layout the forward's in-loop z
-            # reads A in; the R-contiguous view of B itself is the layout that gave wrong dx on the H200
+            # reads A in; the R-contiguous view of B itself gave wrong dx on the H200 (configs.BWD_G_IN_LOOP)
             Bt = B.t().contiguous()
             launch_fused(L=Bt, L_strides=(Bt.stride(1), Bt.stride(0)), z_out=g, **common)
         else:

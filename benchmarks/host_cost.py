@@ -1,0 +1,111 @@
+"""Host-bound cost per call at one token: what a decode step or a tiny batch pays per adapted layer.
+
+The calls are issued back to back with no synchronisation inside the loop, so on a GPU the number is the host's
+issue rate (Python, dispatch, launches) whenever the device work per call is smaller than that, as it is at T=1::
+
+    python -m benchmarks.host_cost                      # cuda if present, else cpu; 4096x4096, [16]*6 rank 5
+    python -m benchmarks.host_cost --dim 256 --shape 16,16,16,16 --dtype float32 --calls 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import ttkernels
+from ttkernels.backends import backend_status
+from ttkernels.errors import BackendUnavailableError
+
+
+def per_call_us(fn: Callable[[], object], calls: int, device: torch.device) -> float:
+    """Mean microseconds per call over `calls` back-to-back calls (after a warm-up), synchronised at the ends."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(max(3, calls // 10)):
+        fn()
+    sync()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    sync()
+    return (time.perf_counter() - start) / calls * 1e6
+
+
+def _ttlinear_rows(
+    base: nn.Linear, x: torch.Tensor, shape: list[int], rank: int, backend: str, calls: int, device: torch.device
+) -> list[tuple[str, float]]:
+    layer = ttkernels.TTLinear(base, shape, rank, 8.0, init="gaussian", backend=backend)
+    rows = []
+    with torch.no_grad():
+        rows.append((f"TTLinear {backend} forward (no grad)", per_call_us(lambda: layer(x), calls, device)))
+        A, B = layer.factors()
+        rows.append(("  factors() alone", per_call_us(layer.factors, calls, device)))
+        op = ttkernels.ops.tt_linear
+        rows.append(("  tt_linear op alone", per_call_us(lambda: op(x, base.weight, None, A, B, 8.0, backend),
+                                                        calls, device)))  # fmt: skip
+
+    def step() -> None:
+        layer(x).float().sum().backward()
+
+    rows.append((f"TTLinear {backend} training step", per_call_us(step, calls, device)))
+    return rows
+
+
+def measure(
+    dim: int, shape: list[int], rank: int, dtype: torch.dtype, device: torch.device, calls: int, backends: list[str]
+) -> list[tuple[str, float]]:
+    """(label, µs per call) rows: one launch, the bare linear, PEFT LoRA r8 if installed, TTLinear per backend."""
+    torch.manual_seed(0)
+    base = nn.Linear(dim, dim, bias=False).to(device, dtype)
+    x = torch.randn(1, dim, device=device, dtype=dtype)
+    tiny = torch.randn(16, device=device)
+    rows = [("one elementwise op (16 floats)", per_call_us(lambda: tiny + tiny, calls, device))]
+    with torch.no_grad():
+        rows.append((f"F.linear {dim}x{dim}", per_call_us(lambda: F.linear(x, base.weight), calls, device)))
+        try:
+            from peft import LoraConfig, get_peft_model
+
+            holder = nn.Sequential()
+            holder.add_module("q", nn.Linear(dim, dim, bias=False).to(device, dtype))
+            peft_model = get_peft_model(holder, LoraConfig(r=8, lora_alpha=16, target_modules=["q"]))
+            rows.append(("PEFT LoRA r8 forward", per_call_us(lambda: peft_model(x), calls, device)))
+        except ImportError:
+            pass
+    for backend in backends:
+        reason = backend_status(backend)
+        if reason is not None:
+            rows.append((f"TTLinear {backend}: unavailable ({reason})"[:70], float("nan")))
+            continue
+        try:
+            rows += _ttlinear_rows(base, x, shape, rank, backend, calls, device)
+        except BackendUnavailableError as exc:
+            rows.append((f"TTLinear {backend}: unavailable ({str(exc).splitlines()[-1].strip()})"[:70], float("nan")))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[tuple[str, float]]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dim", type=int, default=4096)
+    ap.add_argument("--shape", default="16,16,16,16,16,16", help="TT shape, comma-separated (product = dim**2)")
+    ap.add_argument("--rank", type=int, default=5)
+    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    ap.add_argument("--calls", type=int, default=300)
+    ap.add_argument("--backends", nargs="+", default=["torch", "triton", "cuda"])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    rows = measure(args.dim, [int(k) for k in args.shape.split(",")], args.rank, getattr(torch, args.dtype), device,
+                   args.calls, args.backends)  # fmt: skip
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"host cost per call, T=1, {args.dtype}, {name} ({args.calls} calls back to back)")
+    for label, us in rows:
+        print(f"{label:44s} {us:9.1f} us")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
