@@ -350,3 +350,21 @@ def test_dropout_is_validated_and_reaches_every_patched_layer():
     # saved configs name dropout only when it is set, so files without it stay readable by older versions
     assert "dropout" not in ttkernels.TTConfig().to_dict()
     assert ttkernels.TTConfig.from_dict(ttkernels.TTConfig(dropout=0.1).to_dict()).dropout == 0.1
+
+
+def test_factors_follow_a_parametrized_core():
+    """The fast core access falls back to ParameterList iteration when a parametrization moved a core."""
+    from torch.nn.utils import parametrize
+
+    class Double(nn.Module):
+        def forward(self, core):
+            return 2 * core
+
+    torch.manual_seed(0)
+    layer = TTLinear(nn.Linear(16, 8), shape=[4, 2, 4, 4], rank=2, init="gaussian")
+    before = layer.delta_weight(torch.float64)
+    parametrize.register_parametrization(layer.cores, "0", Double())
+    torch.testing.assert_close(layer.delta_weight(torch.float64), 2 * before)
+    x = torch.randn(3, 16)
+    expected = layer.base_layer(x) + layer.alpha * x @ (2 * before).float().t()
+    torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)

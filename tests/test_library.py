@@ -163,3 +163,47 @@ def test_compile_on_gpu_matches_eager(backend):
     out.float().sum().backward()
     for g, p in zip(grads, [p for p in model.parameters() if p.requires_grad], strict=True):
         torch.testing.assert_close(p.grad, g, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("kind", ["linear", "adapter"])
+def test_eager_functions_and_custom_ops_agree_and_gradcheck(kind):
+    """Eager calls run through _library.Eager* (no custom-op dispatch); compile traces the custom ops. Same
+    bodies: identical outputs and gradients, and the custom-op path passes gradcheck in float64 too."""
+    from ttkernels.ops import _library
+
+    torch.manual_seed(0)
+    T, n, m, R = 3, 6, 5, 2
+    x = torch.randn(T, n, dtype=torch.float64, requires_grad=True)
+    W = torch.randn(m, n, dtype=torch.float64)
+    b = torch.randn(m, dtype=torch.float64)
+    base_out = torch.randn(T, m, dtype=torch.float64, requires_grad=True)
+    A = torch.randn(R, n, dtype=torch.float64, requires_grad=True)
+    B = torch.randn(m, R, dtype=torch.float64, requires_grad=True)
+    if kind == "linear":
+        inputs = (x, A, B)
+        eager = lambda x, A, B: _library.EagerLinear.apply(x, W, b, A, B, 0.7, "torch")[0]  # noqa: E731
+        op = lambda x, A, B: torch.ops.ttkernels.tt_linear_fwd(x, W, b, A, B, 0.7, "torch")[0]  # noqa: E731
+    else:
+        inputs = (x, base_out, A, B)
+        eager = lambda x, o, A, B: _library.EagerAdapter.apply(x, o, A, B, 0.7, "torch")[0]  # noqa: E731
+        op = lambda x, o, A, B: torch.ops.ttkernels.tt_adapter_fwd(x, o, A, B, 0.7, "torch")[0]  # noqa: E731
+    dy = torch.randn(T, m, dtype=torch.float64)
+    y_eager = eager(*inputs)
+    g_eager = torch.autograd.grad(y_eager, inputs, dy)
+    y_op = op(*inputs)
+    g_op = torch.autograd.grad(y_op, inputs, dy)
+    assert torch.equal(y_eager, y_op)
+    assert all(torch.equal(a, c) for a, c in zip(g_eager, g_op, strict=True))
+    assert torch.autograd.gradcheck(op, inputs) and torch.autograd.gradcheck(eager, inputs)
+
+
+def test_eager_calls_skip_the_custom_op_dispatch():
+    from torch.profiler import ProfilerActivity, profile
+
+    layer = TTLinear(nn.Linear(16, 8), shape=[8, 16], rank=2, init="gaussian", backend="torch")
+    x = torch.randn(3, 16)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        layer(x).sum().backward()
+    names = {e.name for e in prof.events()}
+    assert not any(name.startswith("ttkernels::") for name in names), sorted(n for n in names if "ttkernels" in n)
+    assert any("EagerLinear" in name for name in names)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Literal
 
@@ -44,8 +45,11 @@ def base_dims(base: nn.Module) -> tuple[int, int]:
     return int(base.out_features), int(base.in_features)
 
 
-def _no_autocast(like: torch.Tensor) -> torch.autocast:
-    return torch.autocast(like.device.type, enabled=False)
+def _no_autocast(like: torch.Tensor) -> contextlib.AbstractContextManager:
+    """Autocast off for like's device (a no-op context when it is not on: entering torch.autocast costs µs)."""
+    if torch.is_autocast_enabled(like.device.type):
+        return torch.autocast(like.device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def _has_forward_hooks(module: nn.Module) -> bool:
@@ -197,17 +201,27 @@ class TTLinear(nn.Module):
             base = base.base_layer
         return base
 
+    def _core_list(self) -> list[torch.Tensor]:
+        # ParameterList's own iteration rebuilds string keys per element (~4 µs for 6 cores, every forward); read
+        # its parameter dict directly unless something (e.g. torch.nn.utils.parametrize) moved entries out of it
+        params = self.cores._parameters
+        if len(params) == len(self.cores):
+            return list(params.values())  # type: ignore[arg-type]
+        return list(self.cores)
+
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(A (R, n), B (m, R)) with B @ A == ΔW; differentiable w.r.t. the cores."""
         if self.boundary is None:
             raise TTShapeError(f"{self.layer_name}: shape {self.shape} has no in/out boundary, so no factors exist")
-        with _no_autocast(self.cores[0]):  # the factors stay in the core dtype under autocast
-            return contract_factors(list(self.cores), self.boundary)
+        cores = self._core_list()
+        with _no_autocast(cores[0]):  # the factors stay in the core dtype under autocast
+            return contract_factors(cores, self.boundary)
 
     def delta_weight(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         """The dense m x n ΔW (for tests, merging and inspection only; never used by the fast path)."""
-        with _no_autocast(self.cores[0]):
-            return dense_delta_weight(list(self.cores), self.m, self.n, dtype)
+        cores = self._core_list()
+        with _no_autocast(cores[0]):
+            return dense_delta_weight(cores, self.m, self.n, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged:

@@ -1,5 +1,9 @@
 """Functional API over the op contract; accepts any number of leading dimensions.
 
+Under torch.compile (and export) the calls go through the ``torch.library`` custom ops, which Dynamo and AOTAutograd
+trace as opaque nodes; in eager mode through autograd Functions with the same bodies and backward, which skip the
+custom-op dispatch (see :mod:`ttkernels.ops._library`).
+
 ``tt_linear(x, weight, bias, A, B, alpha)``      = x Wᵀ + b + α·(x Aᵀ) Bᵀ
 ``tt_adapter(x, base_out, A, B, alpha)``         = base_out + α·(x Aᵀ) Bᵀ
 """
@@ -9,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from ..backends import requested_backend
-from . import _library  # noqa: F401  (registers the torch.library ops)
+from . import _library  # registers the torch.library ops; its Eager* Functions serve eager calls
 from .contract import contract_factors
 from .reference import dense_delta_weight, tt_linear_ref
 
@@ -64,9 +68,8 @@ def tt_linear(
         raise ValueError(f"x is on {x.device} but the base weight is on {weight.device}")
     _check_factors(x, A, B, m)
     lead = x.shape[:-1]
-    y, _ = torch.ops.ttkernels.tt_linear_fwd(
-        x.reshape(-1, n).contiguous(), weight, bias, A, B, float(alpha), requested_backend(backend)
-    )
+    op = torch.ops.ttkernels.tt_linear_fwd if torch.compiler.is_compiling() else _library.EagerLinear.apply
+    y, _ = op(x.reshape(-1, n).contiguous(), weight, bias, A, B, float(alpha), requested_backend(backend))
     return y.reshape(*lead, m)
 
 
@@ -87,7 +90,8 @@ def tt_adapter(
         raise ValueError(f"base_out leading dims {tuple(base_out.shape[:-1])} differ from x's {tuple(x.shape[:-1])}")
     _check_factors(x, A, B, m)
     lead = x.shape[:-1]
-    y, _ = torch.ops.ttkernels.tt_adapter_fwd(
+    op = torch.ops.ttkernels.tt_adapter_fwd if torch.compiler.is_compiling() else _library.EagerAdapter.apply
+    y, _ = op(
         x.reshape(-1, n).contiguous(),
         base_out.reshape(-1, m).contiguous(),
         A,

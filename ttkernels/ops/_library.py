@@ -16,6 +16,8 @@ per token wider than R except x. W and bias get gradients only if they require t
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from ..backends import select
@@ -31,6 +33,33 @@ def _empty(like: torch.Tensor) -> torch.Tensor:
     return like.new_empty(0)
 
 
+def _no_autocast(x: torch.Tensor) -> contextlib.AbstractContextManager:
+    """The wrappers already applied autocast's casts; the backend's own ops must not be recast."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.autocast(x.device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+# The bodies of the ops, shared by the custom ops (traced by torch.compile / export) and the eager path below.
+def linear_fwd_impl(x, weight, bias, A, B, alpha: float, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+    impl = select(backend, x, A, B, bias)
+    with _no_autocast(x):
+        return impl.linear_fwd(x, weight, bias, A, B, alpha)
+
+
+def adapter_fwd_impl(x, base_out, A, B, alpha: float, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+    impl = select(backend, x, A, B, None)
+    with _no_autocast(x):
+        return impl.adapter_fwd(x, base_out, A, B, alpha)
+
+
+def linear_bwd_impl(dy, x, z, weight, A, B, alpha: float, backend: str, need_dx: bool, need_dA: bool, need_dB: bool):
+    """(dx, dA, dB), None where not asked for."""
+    impl = select(backend, x, A, B, None)
+    with _no_autocast(x):
+        return impl.linear_bwd(dy, x, z, weight, A, B, alpha, need_dx, need_dA, need_dB)
+
+
 @torch.library.custom_op(f"{_LIB}::tt_linear_fwd", mutates_args=())
 def tt_linear_fwd(
     x: torch.Tensor,
@@ -41,9 +70,7 @@ def tt_linear_fwd(
     alpha: float,
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    impl = select(backend, x, A, B, bias)
-    with torch.autocast(x.device.type, enabled=False):  # the wrapper already applied autocast's casts
-        return impl.linear_fwd(x, weight, bias, A, B, alpha)
+    return linear_fwd_impl(x, weight, bias, A, B, alpha, backend)
 
 
 @tt_linear_fwd.register_fake
@@ -60,9 +87,7 @@ def tt_adapter_fwd(
     alpha: float,
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    impl = select(backend, x, A, B, None)
-    with torch.autocast(x.device.type, enabled=False):
-        return impl.adapter_fwd(x, base_out, A, B, alpha)
+    return adapter_fwd_impl(x, base_out, A, B, alpha, backend)
 
 
 @tt_adapter_fwd.register_fake
@@ -84,9 +109,7 @@ def tt_linear_bwd(
     need_dA: bool,
     need_dB: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    impl = select(backend, x, A, B, None)
-    with torch.autocast(x.device.type, enabled=False):
-        dx, dA, dB = impl.linear_bwd(dy, x, z, weight, A, B, alpha, need_dx, need_dA, need_dB)
+    dx, dA, dB = linear_bwd_impl(dy, x, z, weight, A, B, alpha, backend, need_dx, need_dA, need_dB)
     return (
         dx if dx is not None else _empty(x),
         dA if dA is not None else _empty(A),
@@ -116,13 +139,15 @@ def _setup_linear(ctx, inputs, output):
     ctx.mark_non_differentiable(z)
 
 
-def _backward_linear(ctx, dy, _dz):
+def _op_bwd(*args):
+    return torch.ops.ttkernels.tt_linear_bwd(*args)
+
+
+def _backward_linear(ctx, dy, _dz, bwd=_op_bwd):
     x, z, weight, A, B = ctx.saved_tensors
     need_x, need_w, need_b, need_A, need_B = ctx.needs_input_grad[:5]
     dy = dy.contiguous()
-    dx, dA, dB = torch.ops.ttkernels.tt_linear_bwd(
-        dy, x, z, weight, A, B, ctx.alpha, ctx.backend, need_x, need_A, need_B
-    )
+    dx, dA, dB = bwd(dy, x, z, weight, A, B, ctx.alpha, ctx.backend, need_x, need_A, need_B)
     dW = (dy.t() @ x).to(weight.dtype) if need_w else None
     db = dy.sum(0).to(ctx.bias_dtype) if (need_b and ctx.bias_dtype is not None) else None
     return _grad_or_none(dx, need_x), dW, db, _grad_or_none(dA, need_A), _grad_or_none(dB, need_B), None, None
@@ -139,13 +164,11 @@ def _setup_adapter(ctx, inputs, output):
     ctx.mark_non_differentiable(z)
 
 
-def _backward_adapter(ctx, dy, _dz):
+def _backward_adapter(ctx, dy, _dz, bwd=_op_bwd):
     x, z, A, B = ctx.saved_tensors
     need_x, need_base, need_A, need_B = ctx.needs_input_grad[:4]
     dy = dy.contiguous()
-    dx, dA, dB = torch.ops.ttkernels.tt_linear_bwd(
-        dy, x, z, None, A, B, ctx.alpha, ctx.backend, need_x, need_A, need_B
-    )
+    dx, dA, dB = bwd(dy, x, z, None, A, B, ctx.alpha, ctx.backend, need_x, need_A, need_B)
     return (
         _grad_or_none(dx, need_x),
         dy if need_base else None,
@@ -157,3 +180,33 @@ def _backward_adapter(ctx, dy, _dz):
 
 
 tt_adapter_fwd.register_autograd(_backward_adapter, setup_context=_setup_adapter)
+
+
+# ------------------------------------------------------------------------------------------------ eager path
+# Outside torch.compile the ops run through these autograd Functions instead: the same bodies, the same
+# saved tensors and backward, without the torch.library dispatch (Python -> dispatcher -> Python) on each
+# call, which is a large share of the per-call cost at small token counts (benchmarks/host_cost.py).
+
+
+class EagerLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, A, B, alpha, backend):
+        y, z = linear_fwd_impl(x, weight, bias, A, B, alpha, backend)
+        _setup_linear(ctx, (x, weight, bias, A, B, alpha, backend), (y, z))
+        return y, z
+
+    @staticmethod
+    def backward(ctx, dy, dz):
+        return _backward_linear(ctx, dy, dz, bwd=linear_bwd_impl)
+
+
+class EagerAdapter(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, base_out, A, B, alpha, backend):
+        y, z = adapter_fwd_impl(x, base_out, A, B, alpha, backend)
+        _setup_adapter(ctx, (x, base_out, A, B, alpha, backend), (y, z))
+        return y, z
+
+    @staticmethod
+    def backward(ctx, dy, dz):
+        return _backward_adapter(ctx, dy, dz, bwd=linear_bwd_impl)
