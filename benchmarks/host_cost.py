@@ -74,7 +74,10 @@ def measure(
             peft_model = get_peft_model(holder, LoraConfig(r=8, lora_alpha=16, target_modules=["q"]))
             rows.append(("PEFT LoRA r8 forward", per_call_us(lambda: peft_model(x), calls, device)))
         except ImportError:
-            pass
+            peft_model = None
+    if peft_model is not None:
+        rows.append(("PEFT LoRA r8 training step", per_call_us(lambda: peft_model(x).float().sum().backward(), calls,
+                                                               device)))  # fmt: skip
     for backend in backends:
         reason = backend_status(backend)
         if reason is not None:
