@@ -209,8 +209,10 @@ def test_bad_inputs_give_clear_errors():
         layer(torch.randn(2, 16, dtype=torch.float64))
     with pytest.raises(ValueError, match="alpha"):
         TTLinear(nn.Linear(16, 8), shape=[8, 16], rank=2, alpha=float("nan"))
-    with pytest.raises(ValueError, match="init"):
+    with pytest.raises(ValueError, match="init must be 'zero' or 'gaussian', got 'xavier'"):
         TTLinear(nn.Linear(16, 8), shape=[8, 16], rank=2, init="xavier")
+    with pytest.raises(ValueError, match="init must be 'zero' or 'gaussian', got 'xavier'"):
+        TTLinear(nn.Linear(16, 8), shape=[8, 16], rank=2).reset_parameters("xavier")
     with pytest.raises(TypeError, match="linear layers"):
         TTLinear(nn.Conv2d(3, 3, 3))
     with pytest.raises(ValueError, match="unknown backend"):

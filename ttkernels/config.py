@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
 
 from .backends import validate_backend_name
-from .utils import validate_dropout
+from .utils import validate_alpha, validate_dropout, validate_init
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -60,11 +59,8 @@ class TTConfig:
     backend: str | None = field(default=None, metadata={"help": "None/'auto', 'torch', 'triton' or 'cuda'."})
 
     def __post_init__(self) -> None:
-        if not isinstance(self.alpha, (int, float)) or isinstance(self.alpha, bool) or not math.isfinite(self.alpha):
-            raise ValueError(f"alpha must be a finite number, got {self.alpha!r}")
-        self.alpha = float(self.alpha)
-        if self.init not in ("zero", "gaussian"):
-            raise ValueError(f"init must be 'zero' or 'gaussian', got {self.init!r}")
+        self.alpha = validate_alpha(self.alpha, "TTConfig")
+        self.init = validate_init(self.init, "TTConfig")
         self.dropout = validate_dropout(self.dropout, "TTConfig")
         if self.core_dtype not in _DTYPES:
             raise ValueError(f"core_dtype must be one of {sorted(_DTYPES)}, got {self.core_dtype!r}")

@@ -16,7 +16,7 @@ from .ops import tt_adapter, tt_linear
 from .ops.contract import contract_factors, factor_rank
 from .ops.reference import dense_delta_weight
 from .shapes import auto_shape, find_boundary, resolve_ranks, validate_shape
-from .utils import validate_dropout, warn_once
+from .utils import validate_alpha, validate_dropout, validate_init, warn_once
 
 BaseKind = Literal["linear", "conv1d", "adapter"]
 InitMode = Literal["zero", "gaussian"]
@@ -111,13 +111,10 @@ class TTLinear(nn.Module):
         self.layer_name = name
         self.shape = validate_shape(auto_shape(self.m, self.n) if shape is None else shape, self.m, self.n, name=name)
         self.ranks = resolve_ranks(rank, self.shape, self.m, name=name)
-        if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not math.isfinite(alpha):
-            raise ValueError(f"{name}: alpha must be a finite number, got {alpha!r}")
-        if init not in ("zero", "gaussian"):
-            raise ValueError(f"{name}: init must be 'zero' or 'gaussian', got {init!r}")
+        self.alpha = validate_alpha(alpha, name)
+        validate_init(init, name)  # before any core is allocated; reset_parameters checks again for direct calls
         if not dtype.is_floating_point:
             raise TypeError(f"{name}: core dtype must be floating point, got {dtype}")
-        self.alpha = float(alpha)
         self.dropout = validate_dropout(dropout, name)
         self.backend = None if backend is None else validate_backend_name(backend)
         self.boundary = find_boundary(self.shape, self.m)
@@ -152,6 +149,7 @@ class TTLinear(nn.Module):
         so the last core moves on the first step and every other core gets gradient from the next one on
         (the TT analogue of LoRA's B = 0).
         """
+        init = validate_init(init, self.layer_name)  # type: ignore[assignment]
         if getattr(self, "merged", False):
             raise RuntimeError(f"{self.layer_name}: unmerge() before re-initialising the cores of a merged layer")
         for i, core in enumerate(self.cores):

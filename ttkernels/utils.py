@@ -35,6 +35,26 @@ def validate_dropout(dropout: object, where: str) -> float:
     return float(dropout)
 
 
+def validate_alpha(alpha: object, where: str) -> float:
+    """A finite real α as a float; ``where`` prefixes the error (a layer name, or the config)."""
+    import math
+    import numbers
+
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not math.isfinite(alpha):
+        raise ValueError(f"{where}: alpha must be a finite number, got {alpha!r}")
+    return float(alpha)
+
+
+INIT_MODES = ("zero", "gaussian")
+
+
+def validate_init(init: object, where: str) -> str:
+    """One of :data:`INIT_MODES`; ``where`` prefixes the error."""
+    if init not in INIT_MODES:
+        raise ValueError(f"{where}: init must be 'zero' or 'gaussian', got {init!r}")
+    return str(init)
+
+
 def parse_rank(text: str) -> int | list[int] | str:
     """Command-line TT rank: ``"5"`` -> 5 (every bond); ``"2,4,2"`` -> [2, 4, 2] (the inner ranks r_1..r_{d-1});
     ``"2/4"`` -> "2/4" (rank 2 on every bond, 4 on the bond between the output and input modes, for any shape)."""
