@@ -164,7 +164,7 @@ fi
 if skipped hostcost; then
     note "host cost skipped (GPU_CHECK_SKIP)"
 else
-    run "host cost per call (T=1)" "$(cap 45 150)" bash -c "TTKERNELS_TRITON_AUTOTUNE=0 '$PY' -m benchmarks.host_cost \
+    run "host cost per call (T=1)" "$(cap 45 150)" bash -c "set -o pipefail; TTKERNELS_TRITON_AUTOTUNE=0 '$PY' -m benchmarks.host_cost \
         2>&1 | tee '$OUT/host_cost.txt'"
 fi
 

@@ -45,7 +45,7 @@ def in_use(design: str) -> bool:
     return configs.BWD_G_IN_LOOP or design not in ("dx_g_in_loop", "dx_no_dA")
 
 
-def _groups(designs: list[str] = DESIGNS) -> list[list[dict]]:
+def _groups(designs: tuple[str, ...] | list[str] = tuple(DESIGNS)) -> list[list[dict]]:
     """One group per (shape, dtype, design): the configs the autotuner would try there."""
     import torch
 
@@ -161,12 +161,14 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=8, help="worker processes at a time (default 8)")
     ap.add_argument("--budget", type=float, default=120.0, help="seconds; cases not run by then are 'skipped'")
     ap.add_argument("--out", default=os.environ.get("OUT", "."), help="folder for gpu_diag_configs.jsonl")
-    ap.add_argument("--designs", nargs="+", choices=DESIGNS, default=DESIGNS, help="default: all")
+    ap.add_argument("--designs", nargs="+", choices=DESIGNS, default=list(DESIGNS), help="default: all")
     args = ap.parse_args()
+    os.environ.pop("TTKERNELS_TRITON_AUTOTUNE", None)  # the case list is every config, whatever the caller set
     if args.worker:
         _worker(json.loads(args.worker))
         return
     deadline = time.time() + args.budget
+    args.designs = list(dict.fromkeys(args.designs))  # repeated names once
     groups = _groups(args.designs)
     print(f"{sum(map(len, groups))} cases in {len(groups)} groups, {args.jobs} workers", flush=True)
     results: list[dict] = []

@@ -370,3 +370,22 @@ def test_factors_follow_a_parametrized_core():
     x = torch.randn(3, 16)
     expected = layer.base_layer(x) + layer.alpha * x @ (2 * before).float().t()
     torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_core_order_survives_removing_a_parametrization():
+    """remove_parametrizations re-inserts the core at the end of the ParameterList's dict: order by key."""
+    from torch.nn.utils import parametrize
+
+    class Identity(nn.Module):
+        def forward(self, core):
+            return core
+
+    torch.manual_seed(0)
+    layer = TTLinear(nn.Linear(16, 8), shape=[4, 2, 4, 4], rank=2, init="gaussian")
+    before = layer.delta_weight(torch.float64)
+    parametrize.register_parametrization(layer.cores, "0", Identity())
+    parametrize.remove_parametrizations(layer.cores, "0")
+    assert list(layer.cores._parameters) != [str(i) for i in range(4)]  # the situation this test is about
+    torch.testing.assert_close(layer.delta_weight(torch.float64), before)
+    x = torch.randn(3, 16)
+    torch.testing.assert_close(layer(x), layer.base_layer(x) + layer.alpha * x @ before.float().t())

@@ -207,3 +207,24 @@ def test_eager_calls_skip_the_custom_op_dispatch():
     names = {e.name for e in prof.events()}
     assert not any(name.startswith("ttkernels::") for name in names), sorted(n for n in names if "ttkernels" in n)
     assert any("EagerLinear" in name for name in names)
+
+
+def test_double_backward_raises_instead_of_dropping_terms():
+    layer = TTLinear(nn.Linear(16, 8), shape=[8, 16], rank=2, init="gaussian", backend="torch")
+    x = torch.randn(3, 16, requires_grad=True)
+    (gx,) = torch.autograd.grad(layer(x).pow(2).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match=r"once_differentiable|twice"):
+        gx.sum().backward()
+
+
+@pytest.mark.parametrize("kind", ["linear", "adapter"])
+def test_meta_tensors_go_through_the_fake_kernels(kind):
+    from ttkernels.ops import tt_adapter, tt_linear
+
+    x = torch.empty(2, 3, 16, device="meta")
+    A, B = torch.empty(4, 16, device="meta"), torch.empty(8, 4, device="meta")
+    if kind == "linear":
+        y = tt_linear(x, torch.empty(8, 16, device="meta"), None, A, B, 1.0)
+    else:
+        y = tt_adapter(x, torch.empty(2, 3, 8, device="meta"), A, B, 1.0)
+    assert y.shape == (2, 3, 8) and y.device.type == "meta"

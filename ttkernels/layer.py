@@ -13,6 +13,7 @@ from torch import nn
 from .backends import record_choice, validate_backend_name
 from .errors import TTShapeError
 from .ops import tt_adapter, tt_linear
+from .ops._library import autocast_on
 from .ops.contract import contract_factors, factor_rank
 from .ops.reference import dense_delta_weight
 from .shapes import auto_shape, find_boundary, resolve_ranks, validate_shape
@@ -47,7 +48,7 @@ def base_dims(base: nn.Module) -> tuple[int, int]:
 
 def _no_autocast(like: torch.Tensor) -> contextlib.AbstractContextManager:
     """Autocast off for like's device (a no-op context when it is not on: entering torch.autocast costs µs)."""
-    if torch.is_autocast_enabled(like.device.type):
+    if autocast_on(like.device.type):
         return torch.autocast(like.device.type, enabled=False)
     return contextlib.nullcontext()
 
@@ -200,12 +201,14 @@ class TTLinear(nn.Module):
         return base
 
     def _core_list(self) -> list[torch.Tensor]:
-        # ParameterList's own iteration rebuilds string keys per element (~4 µs for 6 cores, every forward); read
-        # its parameter dict directly unless something (e.g. torch.nn.utils.parametrize) moved entries out of it
+        # ParameterList's own iteration rebuilds string keys per element (~4 µs for 6 cores, every forward); look
+        # the keys up in its parameter dict directly (by key: removing a parametrization re-inserts a core at the
+        # end of the dict), unless something (e.g. torch.nn.utils.parametrize) moved a core out of it
         params = self.cores._parameters
-        if len(params) == len(self.cores):
-            return list(params.values())  # type: ignore[arg-type]
-        return list(self.cores)
+        try:
+            return [params[str(i)] for i in range(len(params))] if len(params) == len(self.cores) else list(self.cores)
+        except KeyError:
+            return list(self.cores)
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(A (R, n), B (m, R)) with B @ A == ΔW; differentiable w.r.t. the cores."""

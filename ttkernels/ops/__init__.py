@@ -1,8 +1,8 @@
 """Functional API over the op contract; accepts any number of leading dimensions.
 
-Under torch.compile (and export) the calls go through the ``torch.library`` custom ops, which Dynamo and AOTAutograd
-trace as opaque nodes; in eager mode through autograd Functions with the same bodies and backward, which skip the
-custom-op dispatch (see :mod:`ttkernels.ops._library`).
+Under torch.compile (and export), and for meta tensors, the calls go through the ``torch.library`` custom ops, which
+Dynamo and AOTAutograd trace as opaque nodes; in eager mode through autograd Functions with the same bodies and
+backward, which skip the custom-op dispatch (see :mod:`ttkernels.ops._library`).
 
 ``tt_linear(x, weight, bias, A, B, alpha)``      = x Wᵀ + b + α·(x Aᵀ) Bᵀ
 ``tt_adapter(x, base_out, A, B, alpha)``         = base_out + α·(x Aᵀ) Bᵀ
@@ -68,7 +68,7 @@ def tt_linear(
         raise ValueError(f"x is on {x.device} but the base weight is on {weight.device}")
     _check_factors(x, A, B, m)
     lead = x.shape[:-1]
-    op = torch.ops.ttkernels.tt_linear_fwd if torch.compiler.is_compiling() else _library.EagerLinear.apply
+    op = torch.ops.ttkernels.tt_linear_fwd if _library.use_custom_ops(x) else _library.EagerLinear.apply
     y, _ = op(x.reshape(-1, n).contiguous(), weight, bias, A, B, float(alpha), requested_backend(backend))
     return y.reshape(*lead, m)
 
@@ -90,7 +90,7 @@ def tt_adapter(
         raise ValueError(f"base_out leading dims {tuple(base_out.shape[:-1])} differ from x's {tuple(x.shape[:-1])}")
     _check_factors(x, A, B, m)
     lead = x.shape[:-1]
-    op = torch.ops.ttkernels.tt_adapter_fwd if torch.compiler.is_compiling() else _library.EagerAdapter.apply
+    op = torch.ops.ttkernels.tt_adapter_fwd if _library.use_custom_ops(x) else _library.EagerAdapter.apply
     y, _ = op(
         x.reshape(-1, n).contiguous(),
         base_out.reshape(-1, m).contiguous(),

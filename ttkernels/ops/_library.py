@@ -33,9 +33,14 @@ def _empty(like: torch.Tensor) -> torch.Tensor:
     return like.new_empty(0)
 
 
+def autocast_on(device_type: str) -> bool:
+    """Whether autocast is on for this device type (False for types autocast does not know, e.g. meta)."""
+    return torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)
+
+
 def _no_autocast(x: torch.Tensor) -> contextlib.AbstractContextManager:
     """The wrappers already applied autocast's casts; the backend's own ops must not be recast."""
-    if torch.is_autocast_enabled(x.device.type):
+    if autocast_on(x.device.type):
         return torch.autocast(x.device.type, enabled=False)
     return contextlib.nullcontext()
 
@@ -186,6 +191,17 @@ tt_adapter_fwd.register_autograd(_backward_adapter, setup_context=_setup_adapter
 # Outside torch.compile the ops run through these autograd Functions instead: the same bodies, the same
 # saved tensors and backward, without the torch.library dispatch (Python -> dispatcher -> Python) on each
 # call, which is a large share of the per-call cost at small token counts (benchmarks/host_cost.py).
+# Like the custom ops they are once-differentiable (double backward raises instead of silently dropping the
+# terms through z), and a backward traced by compiled autograd goes through the opaque backward op.
+
+
+def use_custom_ops(x: torch.Tensor) -> bool:
+    """Trace-friendly custom ops under torch.compile/export and for meta tensors (their fake kernels)."""
+    return torch.compiler.is_compiling() or x.device.type == "meta"
+
+
+def _eager_bwd(*args):
+    return _op_bwd(*args) if torch.compiler.is_compiling() else linear_bwd_impl(*args)
 
 
 class EagerLinear(torch.autograd.Function):
@@ -196,8 +212,9 @@ class EagerLinear(torch.autograd.Function):
         return y, z
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, dy, dz):
-        return _backward_linear(ctx, dy, dz, bwd=linear_bwd_impl)
+        return _backward_linear(ctx, dy, dz, bwd=_eager_bwd)
 
 
 class EagerAdapter(torch.autograd.Function):
@@ -208,5 +225,6 @@ class EagerAdapter(torch.autograd.Function):
         return y, z
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, dy, dz):
-        return _backward_adapter(ctx, dy, dz, bwd=linear_bwd_impl)
+        return _backward_adapter(ctx, dy, dz, bwd=_eager_bwd)

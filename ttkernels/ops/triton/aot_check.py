@@ -70,7 +70,11 @@ def _fused(dt: str, target: GPUTarget, *, has_w: bool = True, has_bias: bool = F
         consts["stride_wn" if backward else "stride_wk"] = 1
     div16 = {"x_ptr", "w_ptr", "bias_ptr", "base_ptr", "l_ptr", "e_ptr", "z_ptr", "out_ptr", "N", "K",
              "stride_xt", "stride_wn", "stride_wk", "stride_ot", "stride_bt"}  # fmt: skip
-    div16 |= {"stride_er", "stride_lk"} if backward else {"stride_lr"}
+    if z_in_loop:  # L is K-contiguous in both designs: Aᵀ (forward) and the copied Bᵀ (in-loop dx)
+        consts["stride_lk"] = 1
+        div16.add("stride_lr")
+    if backward:
+        div16.add("stride_er")
     return _compile(kernels._tt_fused_lora_gemm_kernel, ptrs, consts, div16, target, warps, stages)
 
 
@@ -88,7 +92,8 @@ def variants(target: GPUTarget) -> dict[str, Any]:
     return {
         "fwd bf16 128x256x64 bias": lambda: _fused("bf16", target, has_bias=True, bn=256),
         "fwd fp32 3xtf32 128x128x32": lambda: _fused("fp32", target, prec="tf32x3", bk=32),
-        "dx bf16 128x128x64 R64": lambda: _fused("bf16", target, r_pad=64, backward=True),
+        "dx bf16 128x128x64 R64 (g pre-pass)": lambda: _fused("bf16", target, r_pad=64, backward=True, z_in_loop=False),
+        "dx bf16 128x128x64 (g in loop)": lambda: _fused("bf16", target, backward=True),
         "decode fp16 16x64x256": lambda: _fused("fp16", target, bm=16, bn=64, bk=256, warps=4),
         "adapter decode bf16": lambda: _fused("bf16", target, has_w=False, has_base=True, bm=16, bn=64, warps=4),
         "adapter epilogue-only bf16": lambda: _fused("bf16", target, has_w=False, has_base=True, z_in_loop=False),

@@ -66,7 +66,8 @@ AUTOTUNE_ENV = "TTKERNELS_TRITON_AUTOTUNE"
 
 
 def autotune_enabled() -> bool:
-    """False when ``TTKERNELS_TRITON_AUTOTUNE`` is 0/false/off/no (read at each launch, so tests can set it)."""
+    """False when ``TTKERNELS_TRITON_AUTOTUNE`` is 0/false/off/no. Read by the prune hooks, i.e. when a kernel variant
+    is first tuned for an autotune key; the autotuner then caches its choice for that key in this process."""
     return os.environ.get(AUTOTUNE_ENV, "1").strip().lower() not in ("0", "false", "off", "no")
 
 
