@@ -228,3 +228,13 @@ def test_meta_tensors_go_through_the_fake_kernels(kind):
     else:
         y = tt_adapter(x, torch.empty(2, 3, 8, device="meta"), A, B, 1.0)
     assert y.shape == (2, 3, 8) and y.device.type == "meta"
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # the input checks compare shapes in Python
+def test_jit_trace_records_the_custom_op():
+    layer = TTLinear(nn.Linear(16, 8), shape=[8, 16], rank=2, init="gaussian", backend="torch").eval()
+    x = torch.randn(3, 16)
+    with torch.no_grad():
+        traced = torch.jit.trace(layer, x)
+        torch.testing.assert_close(traced(x), layer(x))
+    assert "ttkernels::tt_linear_fwd" in str(traced.graph)

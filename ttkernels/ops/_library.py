@@ -196,8 +196,9 @@ tt_adapter_fwd.register_autograd(_backward_adapter, setup_context=_setup_adapter
 
 
 def use_custom_ops(x: torch.Tensor) -> bool:
-    """Trace-friendly custom ops under torch.compile/export and for meta tensors (their fake kernels)."""
-    return torch.compiler.is_compiling() or x.device.type == "meta"
+    """The custom ops under torch.compile/export and torch.jit.trace (one opaque node each), and for meta tensors
+    (their fake kernels); the eager Functions otherwise."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing() or x.device.type == "meta"
 
 
 def _eager_bwd(*args):
