@@ -176,6 +176,33 @@ def test_compare_takes_per_method_lr_and_weight_decay_and_resumes(tmp_path, caps
             main([*argv[:-2], "--wd", bad, "--out", str(out)])
 
 
+def test_compare_skips_a_pair_another_invocation_logged_meanwhile(tmp_path, monkeypatch):
+    """runs.jsonl is re-read before each run, so two compare commands can share one folder."""
+    from ttkernels.recipes import compare
+
+    out = tmp_path / "cmp"
+    calls = []
+
+    def fake_finetune(cfg, data=None):
+        calls.append((cfg.method, cfg.seed))
+        if cfg.method == "tt":  # meanwhile, a side-by-side invocation logs (head, 0)
+            other = {"method": "head", "seed": 0, "wall_time_s": 1.0, "test_accuracy": 0.5}
+            with open(out / "runs.jsonl", "a") as f:
+                f.write(json.dumps(other) + "\n")
+        return {"method": cfg.method, "seed": cfg.seed, "wall_time_s": 1.0, "test_accuracy": 0.6}
+
+    monkeypatch.setattr(compare, "finetune", fake_finetune)
+    monkeypatch.setattr(compare, "load_task_data", lambda base: None)
+    def fake_summary(out, runs, *args, **kwargs):
+        (out / "compare.md").write_text(f"{len(runs)} runs\n")
+        return [{"n": len(runs)}]
+
+    monkeypatch.setattr(compare, "write_summary", fake_summary)
+    rows = compare.run_compare(tiny_cfg(tmp_path), ["tt", "head"], [0], out)
+    assert calls == [("tt", 0)]
+    assert rows == [{"n": 2}]  # the final summary sees both invocations' runs
+
+
 def test_head_learning_rate_is_a_separate_param_group(tmp_path):
     from ttkernels.recipes.finetune import build_trainer, prepare
 

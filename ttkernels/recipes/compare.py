@@ -1,9 +1,10 @@
 """Compare methods (TT-LoRA, PEFT LoRA, full fine-tuning, head only) over seeds on one task.
 
 Every run appends its record to ``runs.jsonl`` as soon as it ends (a re-run skips (method, seed) pairs that
-are there, so an interrupted comparison resumes), and the summary ``compare.csv`` / ``compare.md`` is
-rewritten after each run: per method the parameter counts, the adapter size at 16 bit, test accuracy and
-macro-F1 as mean ± std over seeds, and the wall time.
+are there, so an interrupted comparison resumes; the log is re-read before each run, so invocations with
+different ``--methods`` or ``--seeds`` can share one folder side by side), and the summary ``compare.csv`` /
+``compare.md`` is rewritten after each run: per method the parameter counts, the adapter size at 16 bit, test
+accuracy and macro-F1 as mean ± std over seeds, and the wall time.
 """
 
 from __future__ import annotations
@@ -160,12 +161,12 @@ def run_compare(base: FinetuneConfig, methods: list[str], seeds: list[int], out_
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "runs.jsonl"
-    runs = read_runs(log)
     data = load_task_data(base)
     start = time.perf_counter()
     ran = 0
     for seed in seeds:
         for method in methods:
+            runs = read_runs(log)  # again before each run: another invocation may have logged this pair meanwhile
             if any(r["method"] == method and r["seed"] == seed for r in runs):
                 print(f"[compare] {method} seed {seed}: already in {log}, skipped")
                 continue
@@ -175,11 +176,11 @@ def run_compare(base: FinetuneConfig, methods: list[str], seeds: list[int], out_
                           head_lr=None if method == "head" else base.head_lr,  # head only: its lr is the head's
                           output_dir=str(Path(runs_dir) / out.name / f"{method}-seed{seed}"))
             record = finetune(cfg, data=data)
-            runs.append(record)
             ran += 1
             with open(log, "a") as f:
                 f.write(json.dumps(record) + "\n")
-            write_summary(out, runs, methods, base, command, time.perf_counter() - start)
+            write_summary(out, read_runs(log), methods, base, command, time.perf_counter() - start)
+    runs = read_runs(log)
     rows = write_summary(out, runs, methods, base, command, time.perf_counter() - start if ran else None)
     print((out / "compare.md").read_text())
     return rows
