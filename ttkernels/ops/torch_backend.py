@@ -26,6 +26,11 @@ def not_supported_reasons(
     return reasons
 
 
+def _as(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    # .to() with the tensor's own dtype is a no-op that still costs a dispatch (~0.5 µs on the small-T path)
+    return t if t.dtype == dtype else t.to(dtype)
+
+
 def _z_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
@@ -42,10 +47,10 @@ def linear_fwd(
     B: torch.Tensor,  # (m, R)
     alpha: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    z = x @ A.to(x.dtype).t()  # (T, R)
+    z = x @ _as(A, x.dtype).t()  # (T, R)
     y = F.linear(x, weight, bias)
-    y.addmm_(z, B.to(x.dtype).t(), alpha=alpha)
-    return y, z.to(_z_dtype(x))
+    y.addmm_(z, _as(B, x.dtype).t(), alpha=alpha)
+    return y, _as(z, _z_dtype(x))
 
 
 def adapter_fwd(
@@ -55,9 +60,9 @@ def adapter_fwd(
     B: torch.Tensor,
     alpha: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    z = x @ A.to(x.dtype).t()
-    y = torch.addmm(base_out, z.to(base_out.dtype), B.to(base_out.dtype).t(), alpha=alpha)
-    return y, z.to(_z_dtype(x))
+    z = x @ _as(A, x.dtype).t()
+    y = torch.addmm(base_out, _as(z, base_out.dtype), _as(B, base_out.dtype).t(), alpha=alpha)
+    return y, _as(z, _z_dtype(x))
 
 
 def linear_bwd(
@@ -73,18 +78,18 @@ def linear_bwd(
     need_dB: bool,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     dx = dA = dB = None
-    dy = dy.to(x.dtype)
+    dy = _as(dy, x.dtype)
     if need_dx or need_dA:
-        dyB = dy @ B.to(dy.dtype)  # (T, R)
+        dyB = dy @ _as(B, dy.dtype)  # (T, R)
     if need_dx:
-        A_act = A.to(dy.dtype)
+        A_act = _as(A, dy.dtype)
         if weight is not None:
-            dx = dy @ weight.to(dy.dtype)
+            dx = dy @ _as(weight, dy.dtype)
             dx.addmm_(dyB, A_act, alpha=alpha)
         else:
             dx = (dyB @ A_act).mul_(alpha)
     if need_dA:
-        dA = (dyB.t() @ x).mul_(alpha).to(A.dtype)  # GEMM in the activation dtype: no T x n upcast copy
+        dA = _as((dyB.t() @ x).mul_(alpha), A.dtype)  # GEMM in the activation dtype: no T x n upcast copy
     if need_dB:
-        dB = (dy.t() @ z.to(dy.dtype)).mul_(alpha).to(B.dtype)
+        dB = _as((dy.t() @ _as(z, dy.dtype)).mul_(alpha), B.dtype)
     return dx, dA, dB
