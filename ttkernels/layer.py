@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Literal
 
@@ -13,7 +12,7 @@ from torch import nn
 from .backends import record_choice, validate_backend_name
 from .errors import TTShapeError
 from .ops import tt_adapter, tt_linear
-from .ops._library import autocast_on
+from .ops._library import no_autocast
 from .ops.contract import contract_factors, factor_rank
 from .ops.reference import dense_delta_weight
 from .shapes import auto_shape, find_boundary, resolve_ranks, validate_shape
@@ -44,13 +43,6 @@ def base_dims(base: nn.Module) -> tuple[int, int]:
         n, m = base.weight.shape
         return int(m), int(n)
     return int(base.out_features), int(base.in_features)
-
-
-def _no_autocast(like: torch.Tensor) -> contextlib.AbstractContextManager:
-    """Autocast off for like's device (a no-op context when it is not on: entering torch.autocast costs µs)."""
-    if autocast_on(like.device.type):
-        return torch.autocast(like.device.type, enabled=False)
-    return contextlib.nullcontext()
 
 
 def _has_forward_hooks(module: nn.Module) -> bool:
@@ -206,7 +198,7 @@ class TTLinear(nn.Module):
         # end of the dict), unless something (e.g. torch.nn.utils.parametrize) moved a core out of it
         params = self.cores._parameters
         try:
-            return [params[str(i)] for i in range(len(params))] if len(params) == len(self.cores) else list(self.cores)
+            return [params[str(i)] for i in range(len(self.cores))]
         except KeyError:
             return list(self.cores)
 
@@ -215,13 +207,13 @@ class TTLinear(nn.Module):
         if self.boundary is None:
             raise TTShapeError(f"{self.layer_name}: shape {self.shape} has no in/out boundary, so no factors exist")
         cores = self._core_list()
-        with _no_autocast(cores[0]):  # the factors stay in the core dtype under autocast
+        with no_autocast(cores[0]):  # the factors stay in the core dtype under autocast
             return contract_factors(cores, self.boundary)
 
     def delta_weight(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         """The dense m x n ΔW (for tests, merging and inspection only; never used by the fast path)."""
         cores = self._core_list()
-        with _no_autocast(cores[0]):
+        with no_autocast(cores[0]):
             return dense_delta_weight(cores, self.m, self.n, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -38,30 +38,31 @@ def autocast_on(device_type: str) -> bool:
     return torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)
 
 
-def _no_autocast(x: torch.Tensor) -> contextlib.AbstractContextManager:
-    """The wrappers already applied autocast's casts; the backend's own ops must not be recast."""
-    if autocast_on(x.device.type):
-        return torch.autocast(x.device.type, enabled=False)
+def no_autocast(like: torch.Tensor) -> contextlib.AbstractContextManager:
+    """Autocast off for like's device, a no-op context when it is not on (entering torch.autocast costs µs). The
+    wrappers already applied autocast's casts; the backend's own ops must not be recast."""
+    if autocast_on(like.device.type):
+        return torch.autocast(like.device.type, enabled=False)
     return contextlib.nullcontext()
 
 
 # The bodies of the ops, shared by the custom ops (traced by torch.compile / export) and the eager path below.
 def linear_fwd_impl(x, weight, bias, A, B, alpha: float, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
     impl = select(backend, x, A, B, bias)
-    with _no_autocast(x):
+    with no_autocast(x):
         return impl.linear_fwd(x, weight, bias, A, B, alpha)
 
 
 def adapter_fwd_impl(x, base_out, A, B, alpha: float, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
     impl = select(backend, x, A, B, None)
-    with _no_autocast(x):
+    with no_autocast(x):
         return impl.adapter_fwd(x, base_out, A, B, alpha)
 
 
 def linear_bwd_impl(dy, x, z, weight, A, B, alpha: float, backend: str, need_dx: bool, need_dA: bool, need_dB: bool):
     """(dx, dA, dB), None where not asked for."""
     impl = select(backend, x, A, B, None)
-    with _no_autocast(x):
+    with no_autocast(x):
         return impl.linear_bwd(dy, x, z, weight, A, B, alpha, need_dx, need_dA, need_dB)
 
 

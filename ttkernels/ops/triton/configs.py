@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from ...utils import env_flag
+
 try:
     import triton
 except Exception:  # the package must import without triton; kernels.py is then never imported
@@ -140,7 +142,7 @@ def epilogue_rounds(dtype: torch.dtype) -> bool:
 #: dx still takes g from the pre-pass unless ``TTKERNELS_BWD_G_IN_LOOP=1`` (gpu_check.sh runs the backward tests
 #: that way): make it the default once those pass on a GPU. Tests also force it via configs.force(z_in_loop=True);
 #: benchmarks/gpu_diag_configs.py checks both designs config by config.
-BWD_G_IN_LOOP = os.environ.get("TTKERNELS_BWD_G_IN_LOOP", "0").strip().lower() in ("1", "true", "on", "yes")
+BWD_G_IN_LOOP = env_flag("TTKERNELS_BWD_G_IN_LOOP")
 
 
 def bwd_g_in_loop(T: int, R: int, has_weight: bool) -> bool:
