@@ -21,17 +21,18 @@ import ttkernels
 from ttkernels.backends import backend_status
 from ttkernels.errors import BackendUnavailableError
 
+from .harness import card_name, sync
+
 
 def per_call_us(fn: Callable[[], object], calls: int, device: torch.device) -> float:
     """Mean microseconds per call over `calls` back-to-back calls (after a warm-up), synchronised at the ends."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(max(3, calls // 10)):
         fn()
-    sync()
+    sync(device)
     start = time.perf_counter()
     for _ in range(calls):
         fn()
-    sync()
+    sync(device)
     return (time.perf_counter() - start) / calls * 1e6
 
 
@@ -103,8 +104,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float]]:
     device = torch.device(args.device)
     rows = measure(args.dim, [int(k) for k in args.shape.split(",")], args.rank, getattr(torch, args.dtype), device,
                    args.calls, args.backends)  # fmt: skip
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"host cost per call, T=1, {args.dtype}, {name} ({args.calls} calls back to back)")
+    print(f"host cost per call, T=1, {args.dtype}, {card_name(device)} ({args.calls} calls back to back)")
     for label, us in rows:
         print(f"{label:44s} {us:9.1f} us")
     return rows
