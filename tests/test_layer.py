@@ -152,6 +152,38 @@ def test_zero_init_is_identity_and_all_cores_learn():
     assert torch.count_nonzero(layer.delta_weight()) > 0
 
 
+@pytest.mark.parametrize(
+    "shape,rank", [([4, 6, 4, 8], 3), ([64, 6, 6, 64], [2, 4, 2]), ([2, 3, 4, 4, 2], [1, 5, 7, 2])]
+)
+def test_orthogonal_init_is_zero_start_with_orthogonal_unfoldings_at_the_gaussian_scale(shape, rank):
+    m = math.prod(shape[: len(shape) // 2])
+    n = math.prod(shape) // m
+    torch.manual_seed(0)
+    layer = TTLinear(nn.Linear(n, m), shape=shape, rank=rank, init="orthogonal")
+    assert torch.count_nonzero(layer.delta_weight()) == 0
+    for core in layer.cores[:-1]:
+        r0, k, r1 = core.shape
+        unfolding = core.detach().double().reshape(r0 * k, r1)
+        gram = unfolding.T @ unfolding if r0 * k >= r1 else unfolding @ unfolding.T
+        # orthogonal columns (or rows where the unfolding is wide), all of one length ...
+        scale = gram.diagonal().mean().item()  # float32 cores: orthogonal to float32 rounding
+        torch.testing.assert_close(gram, scale * torch.eye(gram.shape[0], dtype=torch.float64),
+                                   rtol=0, atol=1e-5 * scale)
+        # ... and the Frobenius norm² an N(0, 1/r1) core has in expectation
+        assert unfolding.pow(2).sum().item() == pytest.approx(r0 * k, rel=1e-5)
+    torch.manual_seed(0)
+    again = TTLinear(nn.Linear(n, m), shape=shape, rank=rank, init="orthogonal")
+    assert all(torch.equal(a, b) for a, b in zip(layer.cores, again.cores, strict=True))
+    # the first step moves the zero core, and every core learns after it
+    x, target = torch.randn(6, n), torch.randn(6, m)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.05)
+    for _ in range(3):
+        opt.zero_grad()
+        ((layer(x) - target) ** 2).mean().backward()
+        opt.step()
+    assert torch.count_nonzero(layer.delta_weight()) > 0
+
+
 def test_cores_are_float32_whatever_the_base_dtype():
     layer = TTLinear(nn.Linear(16, 16).to(torch.bfloat16), shape=[4, 4, 4, 4], rank=2)
     assert all(c.dtype == torch.float32 for c in layer.cores)
@@ -209,9 +241,9 @@ def test_bad_inputs_give_clear_errors():
         layer(torch.randn(2, 16, dtype=torch.float64))
     with pytest.raises(ValueError, match="alpha"):
         TTLinear(nn.Linear(16, 8), shape=[8, 16], rank=2, alpha=float("nan"))
-    with pytest.raises(ValueError, match="init must be 'zero' or 'gaussian', got 'xavier'"):
+    with pytest.raises(ValueError, match="init must be one of 'zero', 'gaussian', 'orthogonal', got 'xavier'"):
         TTLinear(nn.Linear(16, 8), shape=[8, 16], rank=2, init="xavier")
-    with pytest.raises(ValueError, match="init must be 'zero' or 'gaussian', got 'xavier'"):
+    with pytest.raises(ValueError, match="init must be one of 'zero', 'gaussian', 'orthogonal', got 'xavier'"):
         TTLinear(nn.Linear(16, 8), shape=[8, 16], rank=2).reset_parameters("xavier")
     with pytest.raises(TypeError, match="linear layers"):
         TTLinear(nn.Conv2d(3, 3, 3))

@@ -46,7 +46,8 @@ class TTConfig:
         default=None,
         metadata={"help": "TT shape (∏ = m*n), a dict target -> shape, or None for the automatic factorisation."},
     )
-    init: str = field(default="zero", metadata={"help": "'zero' (ΔW = 0 at step 0) or 'gaussian' (the paper's)."})
+    init: str = field(default="zero", metadata={
+        "help": "'zero' (ΔW = 0 at step 0), 'gaussian' (the paper's) or 'orthogonal' (ΔW = 0, orthogonal cores)."})
     dropout: float = field(
         default=0.0, metadata={"help": "Dropout on the TT path's input in training (like PEFT's lora_dropout)."}
     )

@@ -19,7 +19,7 @@ from .shapes import auto_shape, find_boundary, resolve_ranks, validate_shape
 from .utils import validate_alpha, validate_dropout, validate_init, warn_once
 
 BaseKind = Literal["linear", "conv1d", "adapter"]
-InitMode = Literal["zero", "gaussian"]
+InitMode = Literal["zero", "gaussian", "orthogonal"]
 
 
 def base_kind(base: nn.Module) -> BaseKind:
@@ -62,6 +62,16 @@ def _has_forward_hooks(module: nn.Module) -> bool:
     )
 
 
+def _scaled_left_orthogonal(shape: torch.Size, device: torch.device) -> torch.Tensor:
+    """A (r0, k, r1) core whose (r0·k, r1) unfolding is orthogonal with the Frobenius norm² r0·k of an N(0, 1/r1)
+    core (drawn on the CPU generator in float32, like the other modes' seeding, then moved to ``device``)."""
+    r0, k, r1 = shape
+    rows = r0 * k
+    mat = torch.empty(rows, r1, dtype=torch.float32)
+    nn.init.orthogonal_(mat, gain=math.sqrt(max(1.0, rows / r1)))
+    return mat.reshape(r0, k, r1).to(device)
+
+
 class TTLinear(nn.Module):
     """Frozen base linear layer + TT-LoRA update.
 
@@ -76,8 +86,9 @@ class TTLinear(nn.Module):
         rank: one int, the d-1 inner ranks, or "r/R" (r on every bond, R on the bond between the output and
             input modes, e.g. "2/4" on 64x6x6x64 is [2, 4, 2]).
         alpha: scale of ΔW (multiplies ΔW directly, not divided by the rank).
-        init: "zero" (default: Gaussian cores, last core zero, so ΔW = 0 at step 0) or "gaussian" (all cores
-            Gaussian, as in the paper; ΔW != 0 at step 0).
+        init: "zero" (default: Gaussian cores, last core zero, so ΔW = 0 at step 0), "gaussian" (all cores
+            Gaussian, as in the paper; ΔW != 0 at step 0) or "orthogonal" (cores 1..d-1 left-orthogonal, scaled
+            to the Gaussian cores' norm, last core zero).
         dropout: probability of zeroing an input feature of the TT path only, in training (PEFT's lora_dropout);
             the base layer always sees the whole input. 0 keeps the fused single-call path.
         dtype: dtype of the cores (float32 by default, whatever the base dtype).
@@ -138,6 +149,10 @@ class TTLinear(nn.Module):
     def reset_parameters(self, init: InitMode = "zero") -> None:
         """Core i ~ N(0, 1/r_i) (right bond rank), which keeps the contracted factors at unit-order scale.
 
+        "orthogonal" instead makes each core's (r_{i-1}·k_i, r_i) unfolding orthogonal (orthonormal columns, or rows
+        where it is wide), scaled to the Gaussian core's expected Frobenius norm: the same scale, but the product
+        of cores 1..i stays well conditioned (the TT-SVD's left-canonical form).
+
         "zero" then zeroes the last core: ΔW = B·A = 0 because A = 0, while dL/dA = α(dy B)ᵀx is non-zero,
         so the last core moves on the first step and every other core gets gradient from the next one on
         (the TT analogue of LoRA's B = 0).
@@ -146,8 +161,11 @@ class TTLinear(nn.Module):
         if getattr(self, "merged", False):
             raise RuntimeError(f"{self.layer_name}: unmerge() before re-initialising the cores of a merged layer")
         for i, core in enumerate(self.cores):
-            core.normal_(0.0, 1.0 / math.sqrt(self.ranks[i + 1]))
-        if init == "zero":
+            if init == "orthogonal":
+                core.copy_(_scaled_left_orthogonal(core.shape, core.device))
+            else:
+                core.normal_(0.0, 1.0 / math.sqrt(self.ranks[i + 1]))
+        if init in ("zero", "orthogonal"):
             self.cores[-1].zero_()
 
     @torch.no_grad()

@@ -45,13 +45,13 @@ def validate_alpha(alpha: object, where: str) -> float:
     return float(alpha)
 
 
-INIT_MODES = ("zero", "gaussian")
+INIT_MODES = ("zero", "gaussian", "orthogonal")
 
 
 def validate_init(init: object, where: str) -> str:
     """One of :data:`INIT_MODES`; ``where`` prefixes the error."""
     if init not in INIT_MODES:
-        raise ValueError(f"{where}: init must be 'zero' or 'gaussian', got {init!r}")
+        raise ValueError(f"{where}: init must be one of {', '.join(map(repr, INIT_MODES))}, got {init!r}")
     return str(init)
 
 
