@@ -13,7 +13,7 @@ from .backends import record_choice, validate_backend_name
 from .errors import TTShapeError
 from .ops import tt_adapter, tt_linear
 from .ops._library import no_autocast
-from .ops.contract import contract_factors, factor_rank
+from .ops.contract import accumulation_dtype, contract_factors, factor_rank
 from .ops.reference import dense_delta_weight
 from .shapes import auto_shape, find_boundary, resolve_ranks, validate_shape
 from .utils import validate_alpha, validate_dropout, validate_init, warn_once
@@ -267,8 +267,7 @@ class TTLinear(nn.Module):
         if self.kind == "adapter":
             raise TypeError(f"{self.layer_name}: cannot merge into a {type(self.base_layer).__name__} base")
         weight = self.base_layer.weight
-        merged = (weight.to(torch.float64 if weight.dtype == torch.float64 else torch.float32)
-                  + self._weight_update(weight))
+        merged = weight.to(accumulation_dtype(weight.dtype)) + self._weight_update(weight)
         if safe_merge and not torch.isfinite(merged).all():
             raise ValueError(f"{self.layer_name}: merging would put NaN/inf into the base weight; refused")
         weight.copy_(merged.to(weight.dtype))
@@ -281,9 +280,7 @@ class TTLinear(nn.Module):
             warn_once(f"unmerge/{id(self)}", f"ttkernels: {self.layer_name} is not merged; nothing to unmerge")
             return
         weight = self.base_layer.weight
-        restored = weight.to(torch.float64 if weight.dtype == torch.float64 else torch.float32) - self._weight_update(
-            weight
-        )
+        restored = weight.to(accumulation_dtype(weight.dtype)) - self._weight_update(weight)
         weight.copy_(restored.to(weight.dtype))
         self.merged = False
 

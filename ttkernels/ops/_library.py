@@ -21,12 +21,9 @@ import contextlib
 import torch
 
 from ..backends import select
+from .contract import accumulation_dtype
 
 _LIB = "ttkernels"
-
-
-def _z_dtype(x: torch.Tensor) -> torch.dtype:
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
 def _empty(like: torch.Tensor) -> torch.Tensor:
@@ -81,7 +78,8 @@ def tt_linear_fwd(
 
 @tt_linear_fwd.register_fake
 def _(x, weight, bias, A, B, alpha, backend):
-    return x.new_empty(x.shape[0], weight.shape[0]), x.new_empty(x.shape[0], A.shape[0], dtype=_z_dtype(x))
+    z = x.new_empty(x.shape[0], A.shape[0], dtype=accumulation_dtype(x.dtype))
+    return x.new_empty(x.shape[0], weight.shape[0]), z
 
 
 @torch.library.custom_op(f"{_LIB}::tt_adapter_fwd", mutates_args=())
@@ -98,7 +96,7 @@ def tt_adapter_fwd(
 
 @tt_adapter_fwd.register_fake
 def _(x, base_out, A, B, alpha, backend):
-    return torch.empty_like(base_out), x.new_empty(x.shape[0], A.shape[0], dtype=_z_dtype(x))
+    return torch.empty_like(base_out), x.new_empty(x.shape[0], A.shape[0], dtype=accumulation_dtype(x.dtype))
 
 
 @torch.library.custom_op(f"{_LIB}::tt_linear_bwd", mutates_args=())

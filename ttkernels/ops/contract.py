@@ -21,6 +21,11 @@ import torch
 from ..shapes import Boundary
 
 
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 stays float64; every other dtype accumulates in float32 (the z = A·x buffer, merged weights)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def contract_left(cores: Sequence[torch.Tensor]) -> torch.Tensor:
     """Contract cores (r_0=1, k, r) left to right into a (∏k, r_last) matrix, row index row-major."""
     if not cores:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .contract import accumulation_dtype
+
 NAME = "torch"
 
 
@@ -31,10 +33,6 @@ def _as(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return t if t.dtype == dtype else t.to(dtype)
 
 
-def _z_dtype(x: torch.Tensor) -> torch.dtype:
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
 # Outputs are built with addmm into one buffer (no separate T x m "delta" temporaries): this keeps the peak
 # memory of a training step at the level of the base layer's own.
 
@@ -50,7 +48,7 @@ def linear_fwd(
     z = x @ _as(A, x.dtype).t()  # (T, R)
     y = F.linear(x, weight, bias)
     y.addmm_(z, _as(B, x.dtype).t(), alpha=alpha)
-    return y, _as(z, _z_dtype(x))
+    return y, _as(z, accumulation_dtype(x.dtype))
 
 
 def adapter_fwd(
@@ -62,7 +60,7 @@ def adapter_fwd(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     z = x @ _as(A, x.dtype).t()
     y = torch.addmm(base_out, _as(z, base_out.dtype), _as(B, base_out.dtype).t(), alpha=alpha)
-    return y, _as(z, _z_dtype(x))
+    return y, _as(z, accumulation_dtype(x.dtype))
 
 
 def linear_bwd(
