@@ -127,6 +127,7 @@ def test_recipe_end_to_end_tt_on_tiny_bert(tmp_path):
 
     rec = finetune(tiny_cfg(tmp_path, rank=2, alpha=4.0), verbose=False)
     assert rec["method"] == "tt" and rec["steps"] <= 4 and rec["best_step"] in (2, 4)
+    assert rec["init"] == "zero" and rec["targets"] is None
     assert rec["adapter_params"] > 0 and rec["trainable_params"] == rec["adapter_params"] + rec["head_params"]
     assert rec["adapter_bytes_fp16"] == 2 * rec["trainable_params"]
     for key in ("before_accuracy", "test_accuracy", "test_f1", "test_mcc", "val_loss"):
@@ -152,6 +153,7 @@ def test_recipe_runs_the_baselines(tmp_path, method):
         assert rec["trainable_params"] == rec["total_params"]
     if method == "lora":  # r=8 on query+value of 2 layers of 64x64: 2 * 2 * 8 * (64 + 64)
         assert rec["adapter_params"] == 2 * 2 * 8 * 128
+        assert rec["rank"] == 8 and rec["targets"] is None and rec["init"] is None
 
 
 def test_compare_takes_per_method_lr_and_weight_decay_and_resumes(tmp_path, capsys):
@@ -174,6 +176,32 @@ def test_compare_takes_per_method_lr_and_weight_decay_and_resumes(tmp_path, caps
     for bad in ("tt:0.1", "tt=abc", "loar=0.1"):
         with pytest.raises(SystemExit, match="METHOD=VALUE"):
             main([*argv[:-2], "--wd", bad, "--out", str(out)])
+
+
+def _fake_run(method, seed, acc, params, **extra):
+    return {"method": method, "seed": seed, "test_accuracy": acc, "test_f1": acc - 0.02, "test_mcc": acc - 0.2,
+            "val_accuracy": acc, "adapter_params": params, "head_params": 10, "trainable_params": params + 10,
+            "adapter_bytes_fp16": 2 * (params + 10), "learning_rate": 1e-3, "steps": 10, "wall_time_s": 1.0,
+            "train_time_s": 1.0, **extra}
+
+
+def test_summary_names_lora_by_its_rank_and_judges_the_goal_only_against_r8():
+    from ttkernels.recipes.compare import goal_check, summarize
+
+    tt = [_fake_run("tt", s, 0.70 + 0.01 * s, 4_000, rank=[2, 4, 2], init="orthogonal") for s in range(2)]
+    r8 = [_fake_run("lora", s, 0.71 + 0.01 * s, 73_728, rank=8) for s in range(2)]
+    rows = summarize(tt + r8)
+    assert [r["name"] for r in rows] == ["TT-LoRA (ttkernels)", "LoRA r=8 (PEFT)"]
+    assert rows[0]["init"] == "orthogonal"
+    verdict = goal_check(rows)
+    assert verdict.startswith("TT-LoRA − LoRA r=8: -1.00 accuracy points") and verdict.endswith("NOT MET.")
+    assert goal_check(summarize(tt + [dict(r, test_accuracy=r["test_accuracy"] - 0.006) for r in r8])).endswith(
+        ": MET.")
+    r1 = [_fake_run("lora", s, 0.71, 4_608, rank=1, targets=["value"]) for s in range(2)]
+    rows = summarize(tt + r1)
+    assert rows[1]["name"] == "LoRA r=1 (PEFT) on value"
+    verdict = goal_check(rows)
+    assert verdict.startswith("TT-LoRA − LoRA r=1:") and "not judged here" in verdict and "MET" not in verdict
 
 
 def test_compare_skips_a_pair_another_invocation_logged_meanwhile(tmp_path, monkeypatch):

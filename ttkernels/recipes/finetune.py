@@ -568,6 +568,9 @@ def finetune(cfg: FinetuneConfig, data: TextData | None = None, loaded: LoadedMo
         "alpha": cfg.alpha if cfg.method == "tt" else (cfg.lora_alpha if cfg.method == "lora" else None),
         "shape": shape_label(prep.shape) if cfg.method == "tt" else None,
         "dropout": cfg.dropout if cfg.method == "tt" else (cfg.lora_dropout if cfg.method == "lora" else None),
+        "init": cfg.init if cfg.method == "tt" else None,
+        "targets": ([cfg.targets] if isinstance(cfg.targets, str) else list(cfg.targets))
+        if cfg.targets and cfg.method in ("tt", "lora") else None,  # None: the model type's default
         "train_size": len(prep.datasets["train"]), "val_size": len(prep.datasets["val"]),
         "test_size": len(prep.datasets["test"]),
         "adapter_params": info.adapter_params, "head_params": info.head_params,

@@ -129,7 +129,7 @@ def _style(row: dict[str, Any]) -> tuple[str, str]:
 
 
 def _label(row: dict[str, Any]) -> str:
-    return row.get("label") or METHOD_NAMES.get(row["method"], row["method"])
+    return row.get("label") or row.get("name") or METHOD_NAMES.get(row["method"], row["method"])
 
 
 def read_comparisons(folder: str | Path) -> list[dict[str, Any]] | None:
