@@ -497,3 +497,58 @@ def test_capture_reads_gpt2_conv1d_adapters_out_x_in(tmp_path):
     layer = ttkernels.TTLinear(conv, rank=2)  # a Conv1D: weight stored (in, out), ΔW is (out, in)
     assert updates[name].shape == (layer.m, layer.n) == (conv.weight.shape[1], conv.weight.shape[0])
     assert layer.init_from_delta(updates[name]) < 1.0
+
+
+def _write_runs(folder, runs):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+    return folder
+
+
+def test_budget_pairs_every_configuration_with_lora_r8_of_the_same_seed(tmp_path):
+    from scipy.stats import t as student_t
+
+    from ttkernels.recipes.__main__ import main
+    from ttkernels.recipes.budget import paired_gaps
+
+    ref_acc = [0.70, 0.74, 0.72]
+    tt_acc = [0.69, 0.72, 0.72]  # gaps -1, -2, 0 points
+    base = _write_runs(tmp_path / "main", [
+        *[_fake_run("lora", s, a, 73_728, rank=8) for s, a in enumerate(ref_acc)],
+        *[_fake_run("tt", s, a, 4_224, rank=[2, 4, 2], shape="64x6x6x64") for s, a in enumerate(tt_acc)],
+        *[_fake_run("head", s, a - 0.08, 0) for s, a in enumerate(ref_acc)],
+        *[_fake_run("full", s, a - 0.02, 22_000_000) for s, a in enumerate(ref_acc)],
+    ])
+    # another folder: LoRA r1 on value for seeds 0-1 only, and a copy of the reference (kept once)
+    extra = _write_runs(tmp_path / "r1", [
+        *[_fake_run("lora", s, ref_acc[s] - 0.004, 4_608, rank=1, targets=["value"]) for s in (0, 1)],
+        _fake_run("lora", 0, ref_acc[0], 73_728, rank=8),
+    ])
+    # the same label at another learning rate is another configuration: both get their folder's name
+    other_lr = _write_runs(tmp_path / "r1-lr", [
+        _fake_run("lora", 0, 0.70, 4_608, rank=1, targets=["value"], learning_rate=5e-3)])
+    labels = [r["label"] for r in paired_gaps([base, extra, other_lr])]
+    assert "LoRA r=1 (PEFT) on value [r1]" in labels and "LoRA r=1 (PEFT) on value [r1-lr]" in labels
+    rows = {r["label"]: r for r in paired_gaps([base, extra])}
+    assert set(rows) == {"LoRA r=8 (PEFT)", "TT-LoRA 64x6x6x64 rank [2, 4, 2] [main]", "Head only",
+                         "Full fine-tuning", "LoRA r=1 (PEFT) on value"}
+    tt = rows["TT-LoRA 64x6x6x64 rank [2, 4, 2] [main]"]
+    assert tt["seeds"] == 3 and tt["gap"] == pytest.approx(-1.0) and tt["gap_se"] == pytest.approx(1 / 3 ** 0.5)
+    assert tt["ci_high"] - tt["gap"] == pytest.approx(student_t.ppf(0.975, 2) / 3 ** 0.5)
+    assert tt["mean"] == pytest.approx(71.0)
+    r1 = rows["LoRA r=1 (PEFT) on value"]
+    assert r1["seeds"] == 2 and r1["gap"] == pytest.approx(-0.4) and r1["gap_se"] == pytest.approx(0.0, abs=1e-9)
+    assert rows["LoRA r=8 (PEFT)"]["reference"] and rows["LoRA r=8 (PEFT)"]["gap"] == 0
+    assert rows["LoRA r=8 (PEFT)"]["seeds"] == 3  # the copy with one seed is dropped
+
+    out = tmp_path / "budget"
+    assert main(["budget", str(base), str(extra), "--out", str(out), "--title", "toy"]) == 0
+    md = (out / "budget.md").read_text()
+    assert (out / "fig_budget.png").stat().st_size > 10_000
+    line = {row.split("|")[1].strip(): row for row in md.splitlines() if row.startswith("| ")}
+    assert "| 17.5× |" in line["TT-LoRA 64x6x6x64 rank [2, 4, 2] [main]"]
+    assert line["TT-LoRA 64x6x6x64 rank [2, 4, 2] [main]"].rstrip().endswith("| not met |")
+    assert line["LoRA r=1 (PEFT) on value"].rstrip().endswith("| met |")  # -0.4 points, 16x fewer
+    assert line["Full fine-tuning"].rstrip().endswith("| over budget |") and "× more" in line["Full fine-tuning"]
+    with pytest.raises(ValueError, match="LoRA r=8 runs"):
+        paired_gaps([extra])

@@ -1,9 +1,10 @@
-"""``python -m ttkernels.recipes {finetune,compare,search,plot}``: the recipes from the command line.
+"""``python -m ttkernels.recipes {finetune,compare,search,plot,budget,capture}``: the recipes from the command line.
 
     python -m ttkernels.recipes finetune --method tt --model minilm --data tweets
     python -m ttkernels.recipes compare --methods tt lora full head --seeds 0 1 2 --out results/minilm-tweets
     python -m ttkernels.recipes search --trials 24 --out results/minilm-tweets/search
     python -m ttkernels.recipes plot results/minilm-tweets
+    python -m ttkernels.recipes budget results/minilm-tweets/tt-outer-wd results/minilm-tweets/lora-r1-value --out DIR
     python -m ttkernels.recipes capture runs/lora/adapter --shapes outer 64x36x64 --ranks 2,4,2 2
 """
 
@@ -127,6 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     p_plot.add_argument("folder")
     p_plot.add_argument("--title", default="")
 
+    p_bud = sub.add_parser("budget", help="paired accuracy gap to LoRA r=8 vs adapter parameters, with the goal "
+                           "region (budget.md, fig_budget.png) from comparison folders of one protocol")
+    p_bud.add_argument("folders", nargs="+", help="compare --out folders (runs.jsonl); one needs LoRA r=8 runs")
+    p_bud.add_argument("--out", required=True, help="folder for budget.md and fig_budget.png")
+    p_bud.add_argument("--title", default="")
+    p_bud.add_argument("--max-gap", type=float, default=0.5, help="accuracy points below LoRA r=8 the goal allows")
+    p_bud.add_argument("--min-ratio", type=float, default=15.0, help="how many times fewer adapter parameters")
+
     p_cap = sub.add_parser("capture", help="how much of a trained PEFT LoRA update TT shapes/ranks can hold (TT-SVD)")
     p_cap.add_argument("adapter", help="PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors)")
     p_cap.add_argument("--shapes", nargs="+", default=["outer", "auto:6"],
@@ -173,6 +182,13 @@ def main(argv: list[str] | None = None) -> int:
             out.mkdir(parents=True, exist_ok=True)
             write_csv(out / "capture.csv", rows)
             (out / "capture.md").write_text(f"```\n{command}\n```\n\n{len(updates)} LoRA layers.\n\n{table}\n")
+    elif args.command == "budget":
+        from .budget import write_budget
+
+        for path in write_budget(args.folders, args.out, title=args.title, max_gap=args.max_gap,
+                                 min_ratio=args.min_ratio, command=command):
+            print(path)
+        print((Path(args.out) / "budget.md").read_text())
     elif args.command == "plot":
         from .plots import plot_results
 
