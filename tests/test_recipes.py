@@ -551,4 +551,4 @@ def test_budget_pairs_every_configuration_with_lora_r8_of_the_same_seed(tmp_path
     assert line["LoRA r=1 (PEFT) on value"].rstrip().endswith("| met |")  # -0.4 points, 16x fewer
     assert line["Full fine-tuning"].rstrip().endswith("| over budget |") and "× more" in line["Full fine-tuning"]
     with pytest.raises(ValueError, match="LoRA r=8 runs"):
-        paired_gaps([extra])
+        paired_gaps([other_lr])

@@ -32,6 +32,12 @@ def _config_label(run: dict[str, Any], folder: str) -> str:
     return f"{label} [{folder}]"
 
 
+def _signature(run: dict[str, Any], folder: str) -> tuple[Any, ...]:
+    """What makes runs one configuration: the label and the hyperparameters it does not name."""
+    return (_config_label(run, folder),
+            *(str(run.get(k)) for k in ("learning_rate", "alpha", "weight_decay", "dropout", "head_lr")))
+
+
 def _is_reference(run: dict[str, Any], rank: int) -> bool:
     return run["method"] == "lora" and run.get("rank") == rank and not run.get("targets")
 
@@ -46,21 +52,21 @@ def paired_gaps(folders: list[str | Path], reference_rank: int = GOAL_LORA_RANK,
     not their hyperparameters get their folder's name. Raises ValueError without reference runs."""
     from scipy.stats import t as student_t
 
-    configs: dict[tuple[str, str], dict[int, dict[str, Any]]] = {}
+    configs: dict[tuple[Any, ...], dict[int, dict[str, Any]]] = {}
     reference: dict[int, dict[str, Any]] = {}
     for folder in map(Path, folders):
         runs = read_runs(folder / "runs.jsonl")
         if not runs:
             raise FileNotFoundError(f"{folder / 'runs.jsonl'} is missing or empty")
         for run in runs:
-            configs.setdefault((folder.name, run["method"]), {})[run["seed"]] = run
+            configs.setdefault((folder.name, *_signature(run, folder.name)), {})[run["seed"]] = run
             if _is_reference(run, reference_rank):
                 reference.setdefault(run["seed"], run)
     if not reference:
         raise ValueError(f"none of {[str(f) for f in folders]} has LoRA r={reference_rank} runs (on the default "
                          "targets) to pair with")
     rows: dict[str, dict[str, Any]] = {}
-    for (folder, _method), by_seed in configs.items():
+    for (folder, *_), by_seed in configs.items():
         seeds = sorted(set(by_seed) & set(reference))
         if not seeds:
             continue
@@ -78,7 +84,7 @@ def paired_gaps(folders: list[str | Path], reference_rank: int = GOAL_LORA_RANK,
             "gap": mean_gap, "gap_se": se, "ci_low": mean_gap - half, "ci_high": mean_gap + half,
             "reference": _is_reference(first, reference_rank),
         }
-        key = (row["label"], *(first.get(k) for k in ("learning_rate", "alpha", "weight_decay", "dropout")))
+        key = _signature(first, folder)
         old = rows.get(key)
         if old is None or row["seeds"] > old["seeds"]:
             rows[key] = row
