@@ -179,7 +179,8 @@ def test_compare_takes_per_method_lr_and_weight_decay_and_resumes(tmp_path, caps
 
 
 def _fake_run(method, seed, acc, params, **extra):
-    return {"method": method, "seed": seed, "test_accuracy": acc, "test_f1": acc - 0.02, "test_mcc": acc - 0.2,
+    return {"method": method, "seed": seed, "test_accuracy": acc, "best_val_loss": 1.5 - acc,
+            "test_f1": acc - 0.02, "test_mcc": acc - 0.2,
             "val_accuracy": acc, "adapter_params": params, "head_params": 10, "trainable_params": params + 10,
             "adapter_bytes_fp16": 2 * (params + 10), "learning_rate": 1e-3, "steps": 10, "wall_time_s": 1.0,
             "train_time_s": 1.0, **extra}
@@ -515,7 +516,9 @@ def test_budget_pairs_every_configuration_with_lora_r8_of_the_same_seed(tmp_path
     tt_acc = [0.69, 0.72, 0.72]  # gaps -1, -2, 0 points
     base = _write_runs(tmp_path / "main", [
         *[_fake_run("lora", s, a, 73_728, rank=8) for s, a in enumerate(ref_acc)],
-        *[_fake_run("tt", s, a, 4_224, rank=[2, 4, 2], shape="64x6x6x64") for s, a in enumerate(tt_acc)],
+        # an older record without the dropout / init fields is the same configuration
+        *[_fake_run("tt", s, a, 4_224, rank=[2, 4, 2], shape="64x6x6x64", **({"dropout": 0.0, "init": "zero"} if s
+                    else {})) for s, a in enumerate(tt_acc)],
         *[_fake_run("head", s, a - 0.08, 0) for s, a in enumerate(ref_acc)],
         *[_fake_run("full", s, a - 0.02, 22_000_000) for s, a in enumerate(ref_acc)],
     ])
@@ -535,7 +538,7 @@ def test_budget_pairs_every_configuration_with_lora_r8_of_the_same_seed(tmp_path
     tt = rows["TT-LoRA 64x6x6x64 rank [2, 4, 2] [main]"]
     assert tt["seeds"] == 3 and tt["gap"] == pytest.approx(-1.0) and tt["gap_se"] == pytest.approx(1 / 3 ** 0.5)
     assert tt["ci_high"] - tt["gap"] == pytest.approx(student_t.ppf(0.975, 2) / 3 ** 0.5)
-    assert tt["mean"] == pytest.approx(71.0)
+    assert tt["mean"] == pytest.approx(71.0) and tt["val_loss"] == pytest.approx(1.5 - 0.71)
     r1 = rows["LoRA r=1 (PEFT) on value"]
     assert r1["seeds"] == 2 and r1["gap"] == pytest.approx(-0.4) and r1["gap_se"] == pytest.approx(0.0, abs=1e-9)
     assert rows["LoRA r=8 (PEFT)"]["reference"] and rows["LoRA r=8 (PEFT)"]["gap"] == 0

@@ -34,8 +34,9 @@ def _config_label(run: dict[str, Any], folder: str) -> str:
 
 def _signature(run: dict[str, Any], folder: str) -> tuple[Any, ...]:
     """What makes runs one configuration: the label and the hyperparameters it does not name."""
-    return (_config_label(run, folder),
-            *(str(run.get(k)) for k in ("learning_rate", "alpha", "weight_decay", "dropout", "head_lr")))
+    # records written before weight decay / dropout were kept leave them out: that was 0
+    return (_config_label(run, folder), *(str(run.get(k)) for k in ("learning_rate", "alpha", "head_lr")),
+            *(float(run.get(k) or 0.0) for k in ("weight_decay", "dropout")))
 
 
 def _is_reference(run: dict[str, Any], rank: int) -> bool:
@@ -81,6 +82,8 @@ def paired_gaps(folders: list[str | Path], reference_rank: int = GOAL_LORA_RANK,
             "label": _config_label(first, folder), "method": first["method"], "folder": folder,
             "adapter_params": first["adapter_params"], "seeds": n,
             "mean": statistics.fmean(100 * by_seed[s][metric] for s in seeds),
+            "val_loss": statistics.fmean(by_seed[s]["best_val_loss"] for s in seeds)
+            if all(by_seed[s].get("best_val_loss") is not None for s in seeds) else float("nan"),
             "gap": mean_gap, "gap_se": se, "ci_low": mean_gap - half, "ci_high": mean_gap + half,
             "reference": _is_reference(first, reference_rank),
         }
@@ -118,7 +121,8 @@ def budget_table(rows: list[dict[str, Any]], max_gap: float = 0.5, min_ratio: fl
         table.append({
             "configuration": r["label"], "adapter params": r["adapter_params"],
             "fewer than LoRA": _ratio_text(reference_params, r["adapter_params"]),
-            "seeds": r["seeds"], f"{metric_name} %": f"{r['mean']:.2f}",
+            "seeds": r["seeds"], "val loss (selects)": "" if math.isnan(r["val_loss"]) else f"{r['val_loss']:.3f}",
+            f"{metric_name} %": f"{r['mean']:.2f}",
             "paired gap": "0 (reference)" if r["reference"] else f"{r['gap']:+.2f}",
             "SE": "" if r["reference"] or math.isnan(r["gap_se"]) else f"{r['gap_se']:.2f}",
             "95 % interval": "" if r["reference"] else ci,
@@ -127,74 +131,48 @@ def budget_table(rows: list[dict[str, Any]], max_gap: float = 0.5, min_ratio: fl
     return markdown_table(table)
 
 
-def _dodged(xs: list[float], spread: float = 1.07, near: float = 1.15) -> list[float]:
-    """Log-scale x positions nudged apart where points lie within ``near``x of each other (their error bars would
-    overlap); the legend keeps the exact counts."""
-    order = sorted(range(len(xs)), key=lambda i: xs[i])
-    out = list(xs)
-    group: list[int] = []
-    for i in [*order, None]:
-        if i is not None and group and xs[i] <= xs[group[0]] * near:
-            group.append(i)
-            continue
-        for k, j in enumerate(group):
-            out[j] = xs[j] * spread ** (k - (len(group) - 1) / 2)
-        group = [] if i is None else [i]
-    return out
-
-
 def plot_budget(rows: list[dict[str, Any]], out: str | Path, title: str = "", max_gap: float = 0.5,
                 min_ratio: float = 15.0, metric_name: str = "test accuracy") -> Path:
-    """Adapters as points (x: adapter parameters, y: mean paired gap, bars: 95 % interval); head-only and full
-    fine-tuning, whose parameter counts are not adapter budgets, as horizontal lines."""
-    from .plots import BASELINE_STYLE, _pyplot
+    """A forest plot: one line per configuration (by adapter parameters), its mean paired gap to LoRA r=8 with
+    the 95 % interval; the gaps the goal allows are shaded, and configurations over the parameter budget (or with
+    no adapter) are grey."""
+    from .plots import _pyplot
 
     plt = _pyplot()
     reference = next(r for r in rows if r["reference"])
-    budget = reference["adapter_params"] / min_ratio
-    fig, ax = plt.subplots(figsize=(6.5, 5.0), dpi=150)  # the legend goes beside it (bbox_inches="tight")
-    points = [r for r in rows if r["method"] in ("tt", "lora")]
-    lines = [r for r in rows if r["method"] not in ("tt", "lora")]
-    lows = [r["gap"] if math.isnan(r["ci_low"]) else r["ci_low"] for r in points]
-    highs = [r["gap"] if math.isnan(r["ci_high"]) else r["ci_high"] for r in points]
-    y_low, y_high = min([*lows, -max_gap]) - 0.5, max([*highs, 0.0]) + 0.8
-    x_low = min(r["adapter_params"] for r in points) / 2.5
-    x_high = max(r["adapter_params"] for r in points) * 2.5
-    ax.add_patch(plt.Rectangle((x_low, -max_gap), budget - x_low, y_high + max_gap, color="tab:green", alpha=0.12,
-                               zorder=0, label=f"goal: ≤ 1/{min_ratio:g} of LoRA r={GOAL_LORA_RANK}'s parameters, "
-                                               f"within {max_gap:g} points"))
-    ax.axvline(budget, color="tab:green", ls=":", lw=1)
-    ax.axhline(-max_gap, color="tab:green", ls="--", lw=1)
-    ax.axhline(0, color="black", lw=0.8)
-    for r in lines:
-        style = {"head": ("tab:gray", "-."), "full": ("tab:purple", "--")}.get(r["method"], ("tab:olive", ":"))
-        where = "" if y_low <= r["gap"] <= y_high else ", below the plot" if r["gap"] < y_low else ", above the plot"
-        ax.axhline(r["gap"], color=style[0], ls=style[1], lw=1.2,
-                   label=f"{r['label']} ({r['seeds']} seeds): {r['gap']:+.2f}{where}")
-    colours = plt.get_cmap("tab10")
-    tt_index = 0
-    xs = _dodged([float(r["adapter_params"]) for r in points])
-    for x, r in zip(xs, points, strict=True):
-        if r["method"] == "tt":
-            marker, colour = "o", colours(tt_index % 10)
-            tt_index += 1
-        elif r["reference"]:
-            marker, colour = BASELINE_STYLE["lora"]
-        else:
-            marker, colour = "D", "tab:brown"
-        yerr = None if math.isnan(r["ci_low"]) else [[r["gap"] - r["ci_low"]], [r["ci_high"] - r["gap"]]]
-        text = "reference" if r["reference"] else f"{r['gap']:+.2f}"
-        ax.errorbar(x, r["gap"], yerr=yerr, fmt=marker, color=colour, mec="black", ms=8, capsize=3, zorder=3,
-                    label=f"{r['label']}, {r['adapter_params']:,} params ({r['seeds']} seeds): {text}")
-    ax.set_xscale("log")
+    shown = [r for r in rows if not r["reference"]]
+    ref_params = reference["adapter_params"]
+    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.48 * len(shown)), dpi=150)
+    lows = [r["gap"] if math.isnan(r["ci_low"]) else r["ci_low"] for r in shown]
+    highs = [r["gap"] if math.isnan(r["ci_high"]) else r["ci_high"] for r in shown]
+    x_low, x_high = min([*lows, -max_gap]) - 0.6, max([*highs, 0.0]) + 0.6
+    ax.axvspan(-max_gap, x_high, color="tab:green", alpha=0.12, zorder=0)
+    ax.axvline(-max_gap, color="tab:green", ls="--", lw=1)
+    ax.axvline(0, color="black", lw=0.8)
+    labels = []
+    for y, r in enumerate(shown):
+        status = goal_status(r, ref_params, max_gap, min_ratio)
+        in_budget = status in ("met", "not met")
+        colour = ("tab:blue" if r["method"] == "tt" else "tab:brown") if in_budget else "tab:gray"
+        marker = {"tt": "o", "lora": "D", "full": "*", "head": "v"}.get(r["method"], "s")
+        xerr = None if math.isnan(r["ci_low"]) else [[r["gap"] - r["ci_low"]], [r["ci_high"] - r["gap"]]]
+        ax.errorbar(r["gap"], y, xerr=xerr, fmt=marker, color=colour, mec="black", ms=9 if marker == "*" else 7,
+                    capsize=3, zorder=3)
+        ax.annotate(f"{r['gap']:+.2f}", (r["gap"], y), xytext=(0, 7), textcoords="offset points", ha="center",
+                    fontsize=7)
+        size = (f"{r['adapter_params']:,} params, {_ratio_text(ref_params, r['adapter_params'])} fewer"
+                if r["adapter_params"] else "no adapter")
+        size = size.replace("× more fewer", "× more")
+        labels.append(f"{r['label']}\n{size}, {r['seeds']} seeds" + (f" ({status})" if status == "over budget" else ""))
+    ax.set_yticks(range(len(shown)), labels, fontsize=7)
+    ax.set_ylim(len(shown) - 0.5, -0.7)
     ax.set_xlim(x_low, x_high)
-    ax.set_ylim(y_low, y_high)
-    ax.set_xlabel("trainable adapter parameters (log scale; heads excluded)")
-    ax.set_ylabel(f"{metric_name} − LoRA r={GOAL_LORA_RANK}, same seed (points)")
+    ax.set_xlabel(f"{metric_name} − LoRA r={GOAL_LORA_RANK} ({ref_params:,} params), same seed: mean and 95 % "
+                  "t-interval (points)", fontsize=8)
     ax.set_title((title + "\n" if title else "")
-                 + f"paired gap to LoRA r={GOAL_LORA_RANK}: mean and 95 % t-interval over seeds", fontsize=10)
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), framealpha=0.9)
+                 + f"green: within {max_gap:g} points of LoRA r={GOAL_LORA_RANK}\nblue (TT-LoRA) / brown (LoRA): "
+                 f"within the {min_ratio:g}× parameter budget; grey: outside it", fontsize=9)
+    ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -213,7 +191,9 @@ def write_budget(folders: list[str | Path], out_dir: str | Path, title: str = ""
     text = [f"# {title or 'Paired gaps to LoRA r=' + str(GOAL_LORA_RANK)}", "",
             f"Each configuration's test accuracy minus that of LoRA r={GOAL_LORA_RANK} on the same seed, over the "
             "seeds both ran; mean, standard error and 95 % t-interval. Goal: at most 1/"
-            f"{min_ratio:g} of LoRA's adapter parameters and a mean gap of at least −{max_gap:g} points.", "",
+            f"{min_ratio:g} of LoRA's adapter parameters and a mean gap of at least −{max_gap:g} points. "
+            "The validation loss (mean of the best checkpoints) is what the protocol selects configurations by; "
+            "the test columns are for reporting.", "",
             budget_table(rows, max_gap, min_ratio), "", "Folders: " + ", ".join(f"`{f}`" for f in folders), ""]
     if command:
         text += ["```", command, "```", ""]
