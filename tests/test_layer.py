@@ -171,6 +171,12 @@ def test_orthogonal_init_is_zero_start_with_orthogonal_unfoldings_at_the_gaussia
                                    rtol=0, atol=1e-5 * scale)
         # ... and the Frobenius norm² an N(0, 1/r1) core has in expectation
         assert unfolding.pow(2).sum().item() == pytest.approx(r0 * k, rel=1e-5)
+    exact = TTLinear(nn.Linear(n, m).double(), shape=shape, rank=rank, init="orthogonal", dtype=torch.float64)
+    for core in exact.cores[:-1]:  # float64 cores are drawn in float64: orthogonal to float64 rounding
+        unfolding = core.detach().reshape(-1, core.shape[-1])
+        gram = unfolding.T @ unfolding if unfolding.shape[0] >= unfolding.shape[1] else unfolding @ unfolding.T
+        off = gram - torch.diag(gram.diagonal())
+        assert off.abs().max() <= 1e-12 * gram.diagonal().max()
     torch.manual_seed(0)
     again = TTLinear(nn.Linear(n, m), shape=shape, rank=rank, init="orthogonal")
     assert all(torch.equal(a, b) for a, b in zip(layer.cores, again.cores, strict=True))

@@ -203,6 +203,8 @@ def test_summary_names_lora_by_its_rank_and_judges_the_goal_only_against_r8():
     assert rows[1]["name"] == "LoRA r=1 (PEFT) on value"
     verdict = goal_check(rows)
     assert verdict.startswith("TT-LoRA − LoRA r=1:") and "not judged here" in verdict and "MET" not in verdict
+    r8_value = [dict(r, targets=["value"]) for r in r8]  # r=8, but not on the default targets
+    assert "not judged here" in goal_check(summarize(tt + r8_value))
 
 
 def test_compare_skips_a_pair_another_invocation_logged_meanwhile(tmp_path, monkeypatch):
@@ -512,26 +514,21 @@ def test_budget_pairs_every_configuration_with_lora_r8_of_the_same_seed(tmp_path
     from ttkernels.recipes.__main__ import main
     from ttkernels.recipes.budget import paired_gaps
 
-    ref_acc = [0.70, 0.74, 0.72]
+    ref_acc = [0.70, 0.74, 0.72, 0.71]
     tt_acc = [0.69, 0.72, 0.72]  # gaps -1, -2, 0 points
     base = _write_runs(tmp_path / "main", [
-        *[_fake_run("lora", s, a, 73_728, rank=8) for s, a in enumerate(ref_acc)],
+        *[_fake_run("lora", s, a, 73_728, rank=8) for s, a in enumerate(ref_acc[:3])],
         # an older record without the dropout / init fields is the same configuration
         *[_fake_run("tt", s, a, 4_224, rank=[2, 4, 2], shape="64x6x6x64", **({"dropout": 0.0, "init": "zero"} if s
                     else {})) for s, a in enumerate(tt_acc)],
-        *[_fake_run("head", s, a - 0.08, 0) for s, a in enumerate(ref_acc)],
-        *[_fake_run("full", s, a - 0.02, 22_000_000) for s, a in enumerate(ref_acc)],
+        *[_fake_run("head", s, a - 0.08, 0) for s, a in enumerate(ref_acc[:3])],
+        *[_fake_run("full", s, a - 0.02, 22_000_000) for s, a in enumerate(ref_acc[:3])],
     ])
-    # another folder: LoRA r1 on value for seeds 0-1 only, and a copy of the reference (kept once)
+    # another folder: LoRA r1 on value for seeds 0-1, a copy of reference seed 0 (counted once) and seed 3
     extra = _write_runs(tmp_path / "r1", [
         *[_fake_run("lora", s, ref_acc[s] - 0.004, 4_608, rank=1, targets=["value"]) for s in (0, 1)],
-        _fake_run("lora", 0, ref_acc[0], 73_728, rank=8),
+        _fake_run("lora", 0, ref_acc[0], 73_728, rank=8), _fake_run("lora", 3, ref_acc[3], 73_728, rank=8),
     ])
-    # the same label at another learning rate is another configuration: both get their folder's name
-    other_lr = _write_runs(tmp_path / "r1-lr", [
-        _fake_run("lora", 0, 0.70, 4_608, rank=1, targets=["value"], learning_rate=5e-3)])
-    labels = [r["label"] for r in paired_gaps([base, extra, other_lr])]
-    assert "LoRA r=1 (PEFT) on value [r1]" in labels and "LoRA r=1 (PEFT) on value [r1-lr]" in labels
     rows = {r["label"]: r for r in paired_gaps([base, extra])}
     assert set(rows) == {"LoRA r=8 (PEFT)", "TT-LoRA 64x6x6x64 rank [2, 4, 2] [main]", "Head only",
                          "Full fine-tuning", "LoRA r=1 (PEFT) on value"}
@@ -541,8 +538,8 @@ def test_budget_pairs_every_configuration_with_lora_r8_of_the_same_seed(tmp_path
     assert tt["mean"] == pytest.approx(71.0) and tt["val_loss"] == pytest.approx(1.5 - 0.71)
     r1 = rows["LoRA r=1 (PEFT) on value"]
     assert r1["seeds"] == 2 and r1["gap"] == pytest.approx(-0.4) and r1["gap_se"] == pytest.approx(0.0, abs=1e-9)
-    assert rows["LoRA r=8 (PEFT)"]["reference"] and rows["LoRA r=8 (PEFT)"]["gap"] == 0
-    assert rows["LoRA r=8 (PEFT)"]["seeds"] == 3  # the copy with one seed is dropped
+    ref = rows["LoRA r=8 (PEFT)"]
+    assert ref["reference"] and ref["gap"] == 0 and ref["seeds"] == 4  # seeds from both folders, seed 0 once
 
     out = tmp_path / "budget"
     assert main(["budget", str(base), str(extra), "--out", str(out), "--title", "toy"]) == 0
@@ -553,5 +550,51 @@ def test_budget_pairs_every_configuration_with_lora_r8_of_the_same_seed(tmp_path
     assert line["TT-LoRA 64x6x6x64 rank [2, 4, 2] [main]"].rstrip().endswith("| not met |")
     assert line["LoRA r=1 (PEFT) on value"].rstrip().endswith("| met |")  # -0.4 points, 16x fewer
     assert line["Full fine-tuning"].rstrip().endswith("| over budget |") and "× more" in line["Full fine-tuning"]
+    assert line["Head only"].rstrip().endswith("| no adapter |")
+
+
+def test_budget_separates_configurations_and_refuses_mixed_references(tmp_path):
+    from ttkernels.recipes.__main__ import main
+    from ttkernels.recipes.budget import paired_gaps
+
+    ref = [_fake_run("lora", s, 0.72, 73_728, rank=8) for s in range(3)]
+    # one folder with two TT alphas: two configurations, told apart by their hyperparameters
+    mixed = _write_runs(tmp_path / "a" / "same", [
+        *ref, *[_fake_run("tt", s, 0.70, 4_224, rank=2, shape="8x8", alpha=a) for s in range(3) for a in (0.25, 1.0)],
+        _fake_run("tt", 0, 0.73, 4_224, rank=3, shape="8x8", alpha=1.0)])  # one seed only
+    labels = sorted(r["label"] for r in paired_gaps([mixed]))
+    assert labels[-3:] == ["TT-LoRA 8x8 rank 2 (lr 0.001, α 0.25, wd 0) [same]",
+                           "TT-LoRA 8x8 rank 2 (lr 0.001, α 1.0, wd 0) [same]", "TT-LoRA 8x8 rank 3 [same]"]
+    # two folders with the same last name are told apart by their paths, and neither hides the other
+    other = _write_runs(tmp_path / "b" / "same", [_fake_run("tt", s, 0.60, 100, rank=1, shape="4x4") for s in range(3)])
+    rows = paired_gaps([mixed, other])
+    assert {r["label"] for r in rows if r["adapter_params"] == 100} == {f"TT-LoRA 4x4 rank 1 [{other}]"}
+    one_seed = next(r for r in rows if r["seeds"] == 1)
+    out = tmp_path / "budget"
+    assert main(["budget", str(mixed), "--out", str(out)]) == 0
+    assert "| one seed |" in (out / "budget.md").read_text() and one_seed["gap"] == pytest.approx(1.0)
+    # LoRA r=8 at another learning rate is another protocol: refused, not silently averaged into the pairs
+    lr2 = _write_runs(tmp_path / "lr2", [_fake_run("lora", s, 0.60, 73_728, rank=8, learning_rate=5e-3)
+                                         for s in range(3)])
+    with pytest.raises(ValueError, match="2 different settings"):
+        paired_gaps([mixed, lr2])
+    no_ref = _write_runs(tmp_path / "noref", [_fake_run("lora", 0, 0.70, 4_608, rank=1, targets=["value"])])
     with pytest.raises(ValueError, match="LoRA r=8 runs"):
-        paired_gaps([other_lr])
+        paired_gaps([no_ref])
+    with pytest.raises(SystemExit, match=r"budget: .*missing or empty"):
+        main(["budget", str(tmp_path / "nowhere"), "--out", str(out)])
+
+
+def test_compare_refuses_a_folder_that_holds_other_settings_for_a_method(tmp_path):
+    from ttkernels.recipes.__main__ import main
+
+    out = tmp_path / "cmp"
+    argv = ["compare", "--model", "tiny-bert", "--data", "synthetic", "--train-size", "32", "--val-size", "16",
+            "--test-size", "16", "--max-length", "24", "--max-steps", "1", "--eval-steps", "1", "--batch-size", "16",
+            "--no-progress", "--no-save-adapter", "--rank", "2", "--methods", "tt", "--seeds", "0", "--out", str(out)]
+    assert main(argv) == 0
+    assert main([*argv[:-4], "--seeds", "0", "1", "--out", str(out)]) == 0  # same settings: resumes
+    assert len((out / "runs.jsonl").read_text().splitlines()) == 2
+    with pytest.raises(SystemExit, match=r"already has tt runs with other settings: alpha 0\.25 \(asked: 1\.0\)"):
+        main([*argv, "--alpha", "1.0"])
+    assert len((out / "runs.jsonl").read_text().splitlines()) == 2

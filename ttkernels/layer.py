@@ -62,14 +62,16 @@ def _has_forward_hooks(module: nn.Module) -> bool:
     )
 
 
-def _scaled_left_orthogonal(shape: torch.Size, device: torch.device) -> torch.Tensor:
-    """A (r0, k, r1) core whose (r0·k, r1) unfolding is orthogonal with the Frobenius norm² r0·k of an N(0, 1/r1)
-    core (drawn on the CPU generator in float32, like the other modes' seeding, then moved to ``device``)."""
-    r0, k, r1 = shape
+def _scaled_left_orthogonal(core: torch.Tensor) -> torch.Tensor:
+    """A core shaped like ``core`` (r0, k, r1) whose (r0·k, r1) unfolding is orthogonal, with the Frobenius norm²
+    r0·k of an N(0, 1/r1) core. Drawn from the CPU generator (QR runs there; the draw does not depend on the
+    core's device) in float64 for float64 cores, float32 otherwise, then cast to the core."""
+    r0, k, r1 = core.shape
     rows = r0 * k
-    mat = torch.empty(rows, r1, dtype=torch.float32)
+    dtype = torch.float64 if core.dtype == torch.float64 else torch.float32
+    mat = torch.empty(rows, r1, dtype=dtype, device="cpu")
     nn.init.orthogonal_(mat, gain=math.sqrt(max(1.0, rows / r1)))
-    return mat.reshape(r0, k, r1).to(device)
+    return mat.reshape(r0, k, r1)
 
 
 class TTLinear(nn.Module):
@@ -162,7 +164,7 @@ class TTLinear(nn.Module):
             raise RuntimeError(f"{self.layer_name}: unmerge() before re-initialising the cores of a merged layer")
         for i, core in enumerate(self.cores):
             if init == "orthogonal":
-                core.copy_(_scaled_left_orthogonal(core.shape, core.device))
+                core.copy_(_scaled_left_orthogonal(core))
             else:
                 core.normal_(0.0, 1.0 / math.sqrt(self.ranks[i + 1]))
         if init in ("zero", "orthogonal"):

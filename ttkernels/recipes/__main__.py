@@ -185,8 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "budget":
         from .budget import write_budget
 
-        for path in write_budget(args.folders, args.out, title=args.title, max_gap=args.max_gap,
-                                 min_ratio=args.min_ratio, command=command):
+        try:
+            paths = write_budget(args.folders, args.out, title=args.title, max_gap=args.max_gap,
+                                 min_ratio=args.min_ratio, command=command)
+        except (FileNotFoundError, ValueError) as err:
+            raise SystemExit(f"budget: {err}") from None
+        for path in paths:
             print(path)
         print((Path(args.out) / "budget.md").read_text())
     elif args.command == "plot":

@@ -1,7 +1,8 @@
 """The goal as a picture: each configuration's paired accuracy gap to LoRA r=8 against its adapter parameters.
 
 Comparison folders (``compare --out``) that ran the same protocol and seeds are read together. Every
-configuration (one method of one folder) is paired with the LoRA r=8 run of the same seed (same data order),
+configuration (one set of run settings, from any of the folders) is paired with the LoRA r=8 run of the same seed
+(same data order),
 which removes most of the seed-to-seed variation both share; the figure shows the mean paired gap with its 95 %
 t-interval. The goal region (at most ``1/min_ratio`` of LoRA's adapter parameters, within ``max_gap`` points) is
 shaded, so a configuration meets the goal when its point lies inside it.
@@ -12,16 +13,17 @@ shaded, so a configuration meets the goal when its point lies inside it.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from pathlib import Path
 from typing import Any
 
-from .compare import GOAL_LORA_RANK, method_name, read_runs
+from .compare import GOAL_LORA_RANK, method_name, read_runs, run_settings
 from .tables import markdown_table
 
 
-def _config_label(run: dict[str, Any], folder: str) -> str:
+def _config_label(run: dict[str, Any]) -> str:
     if run["method"] != "tt":
         return method_name(run)
     label = f"TT-LoRA {run.get('shape')} rank {run.get('rank')}"
@@ -29,79 +31,101 @@ def _config_label(run: dict[str, Any], folder: str) -> str:
         label += f" on {', '.join(run['targets'])}"
     if run.get("init") not in (None, "zero"):
         label += f", init {run['init']}"
-    return f"{label} [{folder}]"
+    return label
 
 
-def _signature(run: dict[str, Any], folder: str) -> tuple[Any, ...]:
-    """What makes runs one configuration: the label and the hyperparameters it does not name."""
-    # records written before weight decay / dropout were kept leave them out: that was 0
-    return (_config_label(run, folder), *(str(run.get(k)) for k in ("learning_rate", "alpha", "head_lr")),
-            *(float(run.get(k) or 0.0) for k in ("weight_decay", "dropout")))
+def _key(settings: dict[str, Any]) -> str:
+    return json.dumps(settings, sort_keys=True)
 
 
 def _is_reference(run: dict[str, Any], rank: int) -> bool:
     return run["method"] == "lora" and run.get("rank") == rank and not run.get("targets")
 
 
+def _folder_names(folders: list[Path]) -> dict[Path, str]:
+    """Folders by their last component, or by the whole path where two share it."""
+    names = [f.name for f in folders]
+    return {f: f.name if names.count(f.name) == 1 else str(f) for f in folders}
+
+
 def paired_gaps(folders: list[str | Path], reference_rank: int = GOAL_LORA_RANK,
                 metric: str = "test_accuracy") -> list[dict[str, Any]]:
-    """One row per configuration: adapter parameters, seeds paired with LoRA r=``reference_rank``, mean
-    ``metric`` (%), and the mean paired gap to the reference with its standard error and 95 % t-interval.
+    """One row per configuration: adapter parameters, seeds paired with LoRA r=``reference_rank`` (on the
+    default targets), mean ``metric`` (%) and validation loss, and the mean paired gap to the reference with its
+    standard error and 95 % t-interval.
 
-    A configuration that appears in several folders with the same label and hyperparameters (the baselines a
-    folder copied from another) is kept once, with the most paired seeds; configurations that share a label but
-    not their hyperparameters get their folder's name. Raises ValueError without reference runs."""
+    A configuration is its :func:`~ttkernels.recipes.compare.run_settings`; its seeds are gathered from every
+    folder (a seed logged twice, e.g. a baseline one folder copied from another, counts once). Configurations
+    that share a label get their hyperparameters added to it. Raises FileNotFoundError for a folder without
+    runs, ValueError without reference runs or with references of different settings."""
     from scipy.stats import t as student_t
 
-    configs: dict[tuple[Any, ...], dict[int, dict[str, Any]]] = {}
-    reference: dict[int, dict[str, Any]] = {}
-    for folder in map(Path, folders):
+    folders = [Path(f) for f in folders]
+    names = _folder_names(folders)
+    configs: dict[str, dict[str, Any]] = {}
+    for folder in folders:
         runs = read_runs(folder / "runs.jsonl")
         if not runs:
-            raise FileNotFoundError(f"{folder / 'runs.jsonl'} is missing or empty")
+            raise FileNotFoundError(f"{folder / 'runs.jsonl'} is missing or empty: not a compare --out folder")
         for run in runs:
-            configs.setdefault((folder.name, *_signature(run, folder.name)), {})[run["seed"]] = run
-            if _is_reference(run, reference_rank):
-                reference.setdefault(run["seed"], run)
-    if not reference:
+            settings = run_settings(run)
+            config = configs.setdefault(_key(settings), {"settings": settings, "runs": {}, "folders": []})
+            config["runs"].setdefault(run["seed"], run)
+            if names[folder] not in config["folders"]:
+                config["folders"].append(names[folder])
+    references = [c for c in configs.values() if _is_reference(next(iter(c["runs"].values())), reference_rank)]
+    if not references:
         raise ValueError(f"none of {[str(f) for f in folders]} has LoRA r={reference_rank} runs (on the default "
                          "targets) to pair with")
-    rows: dict[str, dict[str, Any]] = {}
-    for (folder, *_), by_seed in configs.items():
+    if len(references) > 1:
+        raise ValueError(f"the folders hold LoRA r={reference_rank} runs of {len(references)} different settings ("
+                         + "; ".join(f"{c['folders']}: lr {c['settings']['learning_rate']}, alpha "
+                                     f"{c['settings']['alpha']}, weight decay {c['settings']['weight_decay']}"
+                                     for c in references)
+                         + "): pairing needs one protocol, so pass the folders of one")
+    reference = references[0]["runs"]
+    rows = []
+    for config in configs.values():
+        by_seed = config["runs"]
         seeds = sorted(set(by_seed) & set(reference))
         if not seeds:
             continue
         first = by_seed[seeds[0]]
         gaps = [100 * (by_seed[s][metric] - reference[s][metric]) for s in seeds]
         n = len(gaps)
-        sd = statistics.stdev(gaps) if n > 1 else float("nan")
-        se = sd / math.sqrt(n) if n > 1 else float("nan")
+        se = statistics.stdev(gaps) / math.sqrt(n) if n > 1 else float("nan")
         half = student_t.ppf(0.975, n - 1) * se if n > 1 else float("nan")
         mean_gap = statistics.fmean(gaps)
-        row = {
-            "label": _config_label(first, folder), "method": first["method"], "folder": folder,
-            "adapter_params": first["adapter_params"], "seeds": n,
+        rows.append({
+            "label": _config_label(first), "method": first["method"], "folders": config["folders"],
+            "settings": config["settings"], "adapter_params": first["adapter_params"], "seeds": n,
             "mean": statistics.fmean(100 * by_seed[s][metric] for s in seeds),
             "val_loss": statistics.fmean(by_seed[s]["best_val_loss"] for s in seeds)
             if all(by_seed[s].get("best_val_loss") is not None for s in seeds) else float("nan"),
             "gap": mean_gap, "gap_se": se, "ci_low": mean_gap - half, "ci_high": mean_gap + half,
-            "reference": _is_reference(first, reference_rank),
-        }
-        key = _signature(first, folder)
-        old = rows.get(key)
-        if old is None or row["seeds"] > old["seeds"]:
-            rows[key] = row
-    labels = [key[0] for key in rows]
-    for row in rows.values():
-        if labels.count(row["label"]) > 1 and not row["label"].endswith(f"[{row['folder']}]"):
-            row["label"] += f" [{row['folder']}]"
-    return sorted(rows.values(), key=lambda r: (r["adapter_params"] or 0, r["label"]))
+            "reference": config is references[0],
+        })
+    labels = [r["label"] for r in rows]
+    for row in rows:
+        if labels.count(row["label"]) > 1:
+            st = row["settings"]
+            row["label"] += (f" (lr {st['learning_rate']:g}, α {st['alpha'] if st['alpha'] is not None else '-'}, "
+                             f"wd {st['weight_decay']:g}" + (f", dropout {st['dropout']:g}" if st["dropout"] else "")
+                             + ")")
+    for row in rows:
+        row["label"] += f" [{', '.join(row['folders'])}]" if row["method"] == "tt" else ""
+    return sorted(rows, key=lambda r: (r["adapter_params"] or 0, r["label"]))
 
 
 def goal_status(row: dict[str, Any], reference_params: int, max_gap: float, min_ratio: float) -> str:
-    """"met" (mean gap and parameter ratio inside the goal), "not met", or "over budget"."""
-    if row["method"] == "head" or row["adapter_params"] * min_ratio > reference_params:
-        return "over budget" if row["method"] != "head" else "no adapter"
+    """"met" (mean gap and parameter ratio inside the goal, over at least two seeds), "not met", "over budget",
+    "no adapter", or "one seed" (too few to say)."""
+    if row["method"] == "head" or not row["adapter_params"]:
+        return "no adapter"
+    if row["adapter_params"] * min_ratio > reference_params:
+        return "over budget"
+    if row["seeds"] < 2:
+        return "one seed"
     return "met" if row["gap"] >= -max_gap else "not met"
 
 
@@ -152,7 +176,7 @@ def plot_budget(rows: list[dict[str, Any]], out: str | Path, title: str = "", ma
     labels = []
     for y, r in enumerate(shown):
         status = goal_status(r, ref_params, max_gap, min_ratio)
-        in_budget = status in ("met", "not met")
+        in_budget = status in ("met", "not met", "one seed")
         colour = ("tab:blue" if r["method"] == "tt" else "tab:brown") if in_budget else "tab:gray"
         marker = {"tt": "o", "lora": "D", "full": "*", "head": "v"}.get(r["method"], "s")
         xerr = None if math.isnan(r["ci_low"]) else [[r["gap"] - r["ci_low"]], [r["ci_high"] - r["gap"]]]

@@ -35,6 +35,38 @@ def method_name(run: dict[str, Any]) -> str:
     return name
 
 
+def run_settings(run: dict[str, Any]) -> dict[str, Any]:
+    """What makes runs one configuration, from a run record (fields that older records lack take the value they
+    had then: no weight decay, no dropout, zero init, the default targets)."""
+    method = run["method"]
+    return {
+        "method": method, "learning_rate": run.get("learning_rate"), "head_lr": run.get("head_lr"),
+        "weight_decay": float(run.get("weight_decay") or 0.0), "rank": run.get("rank"), "alpha": run.get("alpha"),
+        "shape": run.get("shape"), "targets": list(run["targets"]) if run.get("targets") else None,
+        "init": (run.get("init") or "zero") if method == "tt" else None, "dropout": float(run.get("dropout") or 0.0),
+    }
+
+
+def config_settings(cfg: FinetuneConfig) -> dict[str, Any]:
+    """:func:`run_settings` of the record ``cfg`` will write, without the resolved TT shape (None)."""
+    tt, lora = cfg.method == "tt", cfg.method == "lora"
+    return run_settings({
+        "method": cfg.method, "learning_rate": cfg.lr, "head_lr": cfg.head_lr, "weight_decay": cfg.weight_decay,
+        "rank": cfg.rank if tt else (cfg.lora_r if lora else None),
+        "alpha": cfg.alpha if tt else (cfg.lora_alpha if lora else None),
+        "targets": ([cfg.targets] if isinstance(cfg.targets, str) else cfg.targets) if tt or lora else None,
+        "init": cfg.init, "dropout": cfg.dropout if tt else (cfg.lora_dropout if lora else None),
+    })
+
+
+def settings_mismatch(run: dict[str, Any], cfg: FinetuneConfig) -> list[str]:
+    """How a logged run differs from what ``cfg`` would run (the TT shape is compared only by its label)."""
+    have, want = run_settings(run), config_settings(cfg)
+    always = ("weight_decay", "dropout", "init", "targets")  # normalised above, so old records compare too
+    return [f"{k} {have[k]!r} (asked: {want[k]!r})" for k in want
+            if k != "shape" and (k in run or k in always) and have[k] != want[k]]
+
+
 def read_runs(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
@@ -91,9 +123,12 @@ def goal_check(rows: list[dict[str, Any]], max_gap: float = 0.5, min_ratio: floa
     ratio = lora["adapter_params"] / max(tt["adapter_params"], 1)
     met = gap >= -max_gap and ratio >= min_ratio
     rank = lora.get("rank") or GOAL_LORA_RANK  # records from before the rank was kept were all r=8
-    verdict = (f"Goal (within {max_gap} points of LoRA r={GOAL_LORA_RANK}, ≥ {min_ratio:g}× fewer): "
-               + ("MET." if met else "NOT MET.") if rank == GOAL_LORA_RANK else
-               f"The goal is stated against LoRA r={GOAL_LORA_RANK}; this LoRA has r={rank}, so it is not judged here.")
+    if rank == GOAL_LORA_RANK and not lora.get("targets"):
+        verdict = (f"Goal (within {max_gap} points of LoRA r={GOAL_LORA_RANK}, ≥ {min_ratio:g}× fewer): "
+                   + ("MET." if met else "NOT MET."))
+    else:
+        verdict = (f"The goal is stated against LoRA r={GOAL_LORA_RANK} on the default targets; this is "
+                   f"{lora['name']}, so it is not judged here.")
     return (
         f"TT-LoRA − LoRA r={rank}: {gap:+.2f} accuracy points, {f1_gap:+.2f} macro-F1 points (test, mean of "
         f"{tt['seeds']} / {lora['seeds']} seeds); LoRA has {ratio:.1f}× the adapter parameters of TT-LoRA "
@@ -180,15 +215,20 @@ def run_compare(base: FinetuneConfig, methods: list[str], seeds: list[int], out_
     ran = 0
     for seed in seeds:
         for method in methods:
-            runs = read_runs(log)  # again before each run: another invocation may have logged this pair meanwhile
-            if any(r["method"] == method and r["seed"] == seed for r in runs):
-                print(f"[compare] {method} seed {seed}: already in {log}, skipped")
-                continue
             lr = (learning_rates or {}).get(method)
             wd = (weight_decays or {}).get(method, base.weight_decay)
             cfg = replace(base, method=method, seed=seed, learning_rate=lr, weight_decay=wd, evaluate_before=False,
                           head_lr=None if method == "head" else base.head_lr,  # head only: its lr is the head's
                           output_dir=str(Path(runs_dir) / out.name / f"{method}-seed{seed}"))
+            runs = read_runs(log)  # again before each run: another invocation may have logged this pair meanwhile
+            for logged in (r for r in runs if r["method"] == method):
+                if diff := settings_mismatch(logged, cfg):
+                    raise SystemExit(f"[compare] {log} already has {method} runs with other settings: "
+                                     f"{'; '.join(diff)}. One folder holds one configuration per method (its "
+                                     "table and the skip-what-is-there resume depend on it): use another --out.")
+            if any(r["method"] == method and r["seed"] == seed for r in runs):
+                print(f"[compare] {method} seed {seed}: already in {log}, skipped")
+                continue
             record = finetune(cfg, data=data)
             ran += 1
             with open(log, "a") as f:
