@@ -1,5 +1,7 @@
 """TTLinear inside other training stacks: DDP (gloo, 2 CPU processes), accelerate, HF Trainer."""
 
+import os
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -26,21 +28,25 @@ def _ddp_worker(rank: int, world: int, out_dir: str) -> None:
         torch.save({"grads": grads, "frozen": all(g is None for g in frozen_grads)}, f"{out_dir}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
+    # The results are on disk. Leave without the interpreter's teardown: on the loaded 2-core CI VM gloo's threads
+    # can make the C++ static destructors abort it ("terminate called without an active exception", SIGABRT).
+    os._exit(0)
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
 def test_ddp_all_reduces_core_gradients(tmp_path):
     # On the 2-core CI VM gloo sometimes aborts a rank ("terminate called without an active exception", SIGABRT,
     # ~1 run in 10-30, also with a barrier before teardown and with the file store); that is the transport, not
-    # the code under test, so a SIGABRT gets a fresh rendezvous, up to 3 tries. Any other failure fails at once.
-    for attempt in range(3):
+    # the code under test, so a SIGABRT gets a fresh rendezvous, up to 5 tries (once all 3 of 3 aborted in a full
+    # CI run, hence also the os._exit in the worker). Any other failure fails at once.
+    for attempt in range(5):
         run_dir = tmp_path / f"try{attempt}"
         run_dir.mkdir()
         try:
             mp.spawn(_ddp_worker, args=(2, str(run_dir)), nprocs=2, join=True)
             break
         except mp.ProcessExitedException as err:
-            if err.signal_name != "SIGABRT" or attempt == 2:
+            if err.signal_name != "SIGABRT" or attempt == 4:
                 raise
     r0, r1 = (torch.load(run_dir / f"rank{r}.pt") for r in (0, 1))
     assert r0["frozen"] and r1["frozen"]
