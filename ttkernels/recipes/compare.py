@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .finetune import FinetuneConfig, finetune, load_task_data
+from .finetune import FinetuneConfig, finetune, load_task_data, method_settings
 from .tables import markdown_table, write_csv
 
 METHOD_NAMES = {"tt": "TT-LoRA (ttkernels)", "lora": "LoRA (PEFT)", "full": "Full fine-tuning",
@@ -49,14 +49,7 @@ def run_settings(run: dict[str, Any]) -> dict[str, Any]:
 
 def config_settings(cfg: FinetuneConfig) -> dict[str, Any]:
     """:func:`run_settings` of the record ``cfg`` will write, without the resolved TT shape (None)."""
-    tt, lora = cfg.method == "tt", cfg.method == "lora"
-    return run_settings({
-        "method": cfg.method, "learning_rate": cfg.lr, "head_lr": cfg.head_lr, "weight_decay": cfg.weight_decay,
-        "rank": cfg.rank if tt else (cfg.lora_r if lora else None),
-        "alpha": cfg.alpha if tt else (cfg.lora_alpha if lora else None),
-        "targets": ([cfg.targets] if isinstance(cfg.targets, str) else cfg.targets) if tt or lora else None,
-        "init": cfg.init, "dropout": cfg.dropout if tt else (cfg.lora_dropout if lora else None),
-    })
+    return run_settings({"method": cfg.method, **method_settings(cfg)})
 
 
 def settings_mismatch(run: dict[str, Any], cfg: FinetuneConfig) -> list[str]:

@@ -534,6 +534,21 @@ def save_trained(model: nn.Module, cfg: FinetuneConfig, info: ParameterInfo, out
     return out
 
 
+def method_settings(cfg: FinetuneConfig) -> dict[str, Any]:
+    """The settings a run record keeps for ``cfg``'s method (None where the method has none: LoRA's rank, alpha
+    and dropout under the TT names; targets None for the model type's default)."""
+    tt, lora = cfg.method == "tt", cfg.method == "lora"
+    return {
+        "learning_rate": cfg.lr, "head_lr": cfg.head_lr, "weight_decay": cfg.weight_decay,
+        "rank": cfg.rank if tt else (cfg.lora_r if lora else None),
+        "alpha": cfg.alpha if tt else (cfg.lora_alpha if lora else None),
+        "dropout": cfg.dropout if tt else (cfg.lora_dropout if lora else None),
+        "init": cfg.init if tt else None,
+        "targets": ([cfg.targets] if isinstance(cfg.targets, str) else list(cfg.targets))
+        if cfg.targets and (tt or lora) else None,
+    }
+
+
 def finetune(cfg: FinetuneConfig, data: TextData | None = None, loaded: LoadedModel | None = None,
              verbose: bool = True) -> dict[str, Any]:
     """Run the recipe once; return a flat record of the configuration, parameter counts, metrics and times."""
@@ -563,14 +578,7 @@ def finetune(cfg: FinetuneConfig, data: TextData | None = None, loaded: LoadedMo
     state = trainer.state
     record: dict[str, Any] = {
         "method": cfg.method, "model": cfg.model, "data": cfg.data, "task": cfg.task, "seed": cfg.seed,
-        "learning_rate": cfg.lr, "head_lr": cfg.head_lr, "weight_decay": cfg.weight_decay,
-        "rank": cfg.rank if cfg.method == "tt" else (cfg.lora_r if cfg.method == "lora" else None),
-        "alpha": cfg.alpha if cfg.method == "tt" else (cfg.lora_alpha if cfg.method == "lora" else None),
-        "shape": shape_label(prep.shape) if cfg.method == "tt" else None,
-        "dropout": cfg.dropout if cfg.method == "tt" else (cfg.lora_dropout if cfg.method == "lora" else None),
-        "init": cfg.init if cfg.method == "tt" else None,
-        "targets": ([cfg.targets] if isinstance(cfg.targets, str) else list(cfg.targets))
-        if cfg.targets and cfg.method in ("tt", "lora") else None,  # None: the model type's default
+        **method_settings(cfg), "shape": shape_label(prep.shape) if cfg.method == "tt" else None,
         "train_size": len(prep.datasets["train"]), "val_size": len(prep.datasets["val"]),
         "test_size": len(prep.datasets["test"]),
         "adapter_params": info.adapter_params, "head_params": info.head_params,
