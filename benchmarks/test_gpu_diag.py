@@ -39,3 +39,25 @@ def test_diag_exit_status_covers_the_designs_in_use(monkeypatch: pytest.MonkeyPa
     assert all(in_use(d) for d in DESIGNS)
     groups = _groups(["dx_g_prepass"])
     assert groups and all(case["design"] == "dx_g_prepass" for group in groups for case in group)
+
+
+def test_diag_case_cut_by_the_budget_is_not_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    import itertools
+    import subprocess
+
+    from . import gpu_diag_configs
+
+    def ran_out(cmd: list[str], **kwargs: object) -> None:
+        # the worker finished the first case and was killed by the budget inside the second
+        raise subprocess.TimeoutExpired(cmd, 1.0, output='START 0\nRESULT 0 {"rel_err": 1e-4, "s": 0.1}\nSTART 1\n')
+
+    monkeypatch.setattr(gpu_diag_configs.subprocess, "run", ran_out)
+    second, third = dict(CASE, design="dx_g_prepass"), dict(CASE, design="fwd_z_in_loop")
+    deadline = time.time() + 30
+    clock = itertools.chain([deadline - 30], itertools.repeat(deadline))  # the budget is spent after the first run
+    monkeypatch.setattr(gpu_diag_configs.time, "time", lambda: next(clock))
+    results = _run_group([CASE, second, third], deadline)
+    assert [(r["design"], r["status"]) for r in results] == [
+        ("dx_g_in_loop", "ok"), ("dx_g_prepass", "cut"), ("fwd_z_in_loop", "skipped")
+    ]  # fmt: skip
+    assert results[1]["why"] == "the budget ended while it ran"

@@ -137,12 +137,12 @@ def epilogue_rounds(dtype: torch.dtype) -> bool:
 #: pre-pass). B is read through a K-contiguous (K = m, R) view of a copy of Bᵀ, the layout the forward reads A in.
 #: Reading B itself (R-contiguous rows of odd stride R) gave wrong dx on an H200 (triton 3.6, 2026-11-26; relative
 #: error 0.6 to 5e3 and illegal memory accesses under autotuning) for fp16/bf16 whenever BLOCK_K >= 64 and K = m was
-#: not a multiple of it. With the Bᵀ view every config was right on the diagnostic's shapes (run 2,
-#: benchmarks/results/nvidia-h200-2026-11-26-run2-notes.md), but the GPU test suite has not yet run with it on, so
-#: dx still takes g from the pre-pass unless ``TTKERNELS_BWD_G_IN_LOOP=1`` (gpu_check.sh runs the backward tests
-#: that way): make it the default once those pass on a GPU. Tests also force it via configs.force(z_in_loop=True);
+#: not a multiple of it. With the Bᵀ view every config was right on the diagnostic's shapes on an H200 and an H100,
+#: and the GPU backward tests passed with it on (H100, 2026-11-26: benchmarks/results/nvidia-h100-80gb-hbm3-
+#: 2026-11-26-notes.md), so it is on by default; ``TTKERNELS_BWD_G_IN_LOOP=0`` takes g from the pre-pass again
+#: (gpu_check.sh runs the backward tests both ways). Tests also force either via configs.force(z_in_loop=...);
 #: benchmarks/gpu_diag_configs.py checks both designs config by config.
-BWD_G_IN_LOOP = env_flag("TTKERNELS_BWD_G_IN_LOOP")
+BWD_G_IN_LOOP = env_flag("TTKERNELS_BWD_G_IN_LOOP", default=True)
 
 
 def bwd_g_in_loop(T: int, R: int, has_weight: bool) -> bool:

@@ -7,8 +7,8 @@
 
 ``weight=None`` (adapter-only bases): dx = α g A only, written by the epilogue-only kernel. Where
 :func:`configs.bwd_g_in_loop` says so, g is accumulated in the fused kernel's K loop instead of the pre-pass (one
-launch and one pass over dy fewer), reading B through a K-contiguous copy of Bᵀ; that design is off until the GPU
-test suite has run with it (see :data:`configs.BWD_G_IN_LOOP`), so today only tests that force it launch it.
+launch and one pass over dy fewer), reading B through a K-contiguous copy of Bᵀ (the default; see
+:data:`configs.BWD_G_IN_LOOP`).
 Nothing m x n (and no T x n besides dx) is formed. Supports R <= 64.
 """
 
