@@ -42,6 +42,29 @@ def test_env_variable_is_validated_at_import(monkeypatch):
         backends._env_backend()
 
 
+@pytest.mark.parametrize(
+    "value, expected", [(None, "default"), ("", "default"), (" ON ", True), ("Yes", True), ("1", True),
+                        ("off", False), ("FALSE", False), ("0", False), ("no", False)],
+)  # fmt: skip
+def test_boolean_switches_read_the_usual_words(monkeypatch, value, expected):
+    from ttkernels.utils import env_flag
+
+    if value is None:
+        monkeypatch.delenv("TTKERNELS_SOME_SWITCH", raising=False)
+    else:
+        monkeypatch.setenv("TTKERNELS_SOME_SWITCH", value)
+    for default in (False, True):
+        assert env_flag("TTKERNELS_SOME_SWITCH", default=default) is (default if expected == "default" else expected)
+
+
+def test_a_boolean_switch_with_another_value_is_a_clear_error(monkeypatch):
+    from ttkernels.utils import env_flag
+
+    monkeypatch.setenv("TTKERNELS_SOME_SWITCH", "2")
+    with pytest.raises(ValueError, match=r"TTKERNELS_SOME_SWITCH='2' is not a boolean: use one of 1/true/yes/on"):
+        env_flag("TTKERNELS_SOME_SWITCH", default=True)
+
+
 def test_auto_on_cpu_runs_torch():
     x, W, b, A, B = _args()
     assert backends.select("auto", x, A, B, b).NAME == "torch"

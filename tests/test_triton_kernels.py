@@ -377,6 +377,12 @@ def test_autotune_env_switch_keeps_first_fitting_config(monkeypatch, value, tune
         assert [c.kwargs for c in kept] == [full[0].kwargs] and [c.kwargs for c in skinny] == [skinny_full[0].kwargs]
 
 
+def test_autotune_env_switch_rejects_other_values(monkeypatch):
+    monkeypatch.setenv(configs.AUTOTUNE_ENV, "fast")
+    with pytest.raises(ValueError, match="TTKERNELS_TRITON_AUTOTUNE='fast' is not a boolean"):
+        configs.autotune_enabled()
+
+
 def test_skinny_split_heuristic(monkeypatch):
     monkeypatch.setattr(configs, "device_facts", lambda device: ((9, 0), 132, 227 * 1024))
     cuda = torch.device("cuda", 0)

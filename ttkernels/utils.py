@@ -18,12 +18,23 @@ def warn_once(key: str, message: str) -> None:
     logger.warning(message)
 
 
+_TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+_FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
 def env_flag(name: str, default: bool = False) -> bool:
-    """Read a boolean environment variable (1/true/yes/on are true)."""
-    value = os.environ.get(name)
-    if value is None or value == "":
+    """Read a boolean environment variable: 1/true/yes/on or 0/false/no/off (any case); unset or empty gives
+    ``default``. Any other value is a ValueError naming the variable, not a silent guess."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
         return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    if value in _TRUE_WORDS:
+        return True
+    if value in _FALSE_WORDS:
+        return False
+    raise ValueError(
+        f"environment variable {name}={os.environ[name]!r} is not a boolean: use one of 1/true/yes/on or 0/false/no/off"
+    )
 
 
 def validate_dropout(dropout: object, where: str) -> float:

@@ -18,12 +18,11 @@ reason and the entry points raise it with the build command. ``TTKERNELS_DEBUG=1
 from __future__ import annotations
 
 import importlib
-import os
 import traceback
 
 import torch
 
-from ..utils import logger
+from ..utils import env_flag, logger
 from ._checks import operand_reasons
 
 NAME = "cuda"
@@ -43,7 +42,7 @@ except Exception as exc:  # ImportError when not built; ImportError/OSError for 
         _C_ERROR = f"ttkernels._C is not built ({type(exc).__name__}: {exc}); {_BUILD_HINT}"
     else:
         _C_ERROR = f"ttkernels._C failed to load ({type(exc).__name__}: {exc}); rebuild it: {_BUILD_HINT}"
-    if os.environ.get("TTKERNELS_DEBUG", "").strip().lower() in ("1", "true", "yes", "on"):
+    if env_flag("TTKERNELS_DEBUG"):
         logger.warning("ttkernels: importing ttkernels._C failed:\n%s", traceback.format_exc())
     else:
         logger.debug("ttkernels: %s", _C_ERROR)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -68,9 +67,10 @@ AUTOTUNE_ENV = "TTKERNELS_TRITON_AUTOTUNE"
 
 
 def autotune_enabled() -> bool:
-    """False when ``TTKERNELS_TRITON_AUTOTUNE`` is 0/false/off/no. Read by the prune hooks, i.e. when a kernel variant
-    is first tuned for an autotune key; the autotuner then caches its choice for that key in this process."""
-    return os.environ.get(AUTOTUNE_ENV, "1").strip().lower() not in ("0", "false", "off", "no")
+    """False when ``TTKERNELS_TRITON_AUTOTUNE`` is 0/false/off/no (:func:`~ttkernels.utils.env_flag`; unset: True).
+    Read by the prune hooks, i.e. when a kernel variant is first tuned for an autotune key; the autotuner then caches
+    its choice for that key in this process."""
+    return env_flag(AUTOTUNE_ENV, default=True)
 
 
 @contextlib.contextmanager
