@@ -585,6 +585,25 @@ def test_budget_separates_configurations_and_refuses_mixed_references(tmp_path):
         main(["budget", str(tmp_path / "nowhere"), "--out", str(out)])
 
 
+def test_budget_warns_when_two_records_of_a_seed_disagree(tmp_path, caplog):
+    from ttkernels.recipes.budget import paired_gaps
+
+    ref = [_fake_run("lora", s, 0.72, 73_728, rank=8) for s in range(2)]
+    first = _write_runs(tmp_path / "first", ref)
+    same = _write_runs(tmp_path / "same", ref[:1])  # an exact copy of seed 0: silent
+    with caplog.at_level("WARNING", logger="ttkernels"):
+        paired_gaps([first, same])
+    assert not caplog.records
+    rerun = _write_runs(tmp_path / "rerun", [_fake_run("lora", 1, 0.69, 73_728, rank=8)])
+    with caplog.at_level("WARNING", logger="ttkernels"):
+        rows = paired_gaps([first, rerun])
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{rerun}: seed 1 is logged twice with the same settings but different results (test accuracy 0.72 vs "
+        "0.69); the first copy read is kept"
+    ]
+    assert rows[0]["mean"] == pytest.approx(72.0)  # the first folder's record
+
+
 def test_compare_refuses_a_folder_that_holds_other_settings_for_a_method(tmp_path):
     from ttkernels.recipes.__main__ import main
 

@@ -19,19 +19,25 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from .compare import GOAL_LORA_RANK, method_name, read_runs, run_settings
+from ..utils import logger
+from .compare import GOAL_LORA_RANK, method_name, read_runs, run_settings, targets_suffix
 from .tables import markdown_table
 
 
 def _config_label(run: dict[str, Any]) -> str:
     if run["method"] != "tt":
         return method_name(run)
-    label = f"TT-LoRA {run.get('shape')} rank {run.get('rank')}"
-    if run.get("targets"):
-        label += f" on {', '.join(run['targets'])}"
+    label = f"TT-LoRA {run.get('shape')} rank {run.get('rank')}" + targets_suffix(run)
     if run.get("init") not in (None, "zero"):
         label += f", init {run['init']}"
     return label
+
+
+def _results_differ(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two records of one seed and settings disagree on a test metric or the validation loss (beyond
+    rounding)."""
+    fields = ("test_accuracy", "test_f1", "test_mcc", "best_val_loss")
+    return any(not math.isclose(a.get(f) or 0.0, b.get(f) or 0.0, rel_tol=1e-6, abs_tol=1e-9) for f in fields)
 
 
 def _key(settings: dict[str, Any]) -> str:
@@ -55,9 +61,10 @@ def paired_gaps(folders: list[str | Path], reference_rank: int = GOAL_LORA_RANK,
     standard error and 95 % t-interval.
 
     A configuration is its :func:`~ttkernels.recipes.compare.run_settings`; its seeds are gathered from every
-    folder (a seed logged twice, e.g. a baseline one folder copied from another, counts once). Configurations
-    that share a label get their hyperparameters added to it. Raises FileNotFoundError for a folder without
-    runs, ValueError without reference runs or with references of different settings."""
+    folder (a seed logged twice, e.g. a baseline one folder copied from another, counts once; a warning names a
+    seed whose two records disagree). Configurations that share a label get their hyperparameters added to it.
+    Raises FileNotFoundError for a folder without runs, ValueError without reference runs or with references of
+    different settings."""
     from scipy.stats import t as student_t
 
     folders = [Path(f) for f in folders]
@@ -70,7 +77,13 @@ def paired_gaps(folders: list[str | Path], reference_rank: int = GOAL_LORA_RANK,
         for run in runs:
             settings = run_settings(run)
             config = configs.setdefault(_key(settings), {"settings": settings, "runs": {}, "folders": []})
-            config["runs"].setdefault(run["seed"], run)
+            kept = config["runs"].setdefault(run["seed"], run)
+            if kept is not run and _results_differ(kept, run):
+                logger.warning(
+                    "%s: seed %s is logged twice with the same settings but different results (test accuracy %s vs "
+                    "%s); the first copy read is kept", folder, run["seed"], kept.get("test_accuracy"),
+                    run.get("test_accuracy"),
+                )
             if names[folder] not in config["folders"]:
                 config["folders"].append(names[folder])
     references = [c for c in configs.values() if _is_reference(next(iter(c["runs"].values())), reference_rank)]

@@ -30,9 +30,12 @@ def method_name(run: dict[str, Any]) -> str:
     """A run's method as a table shows it: LoRA with its rank, and the targets when they are not the default."""
     method = run["method"]
     name = f"LoRA r={run['rank']} (PEFT)" if method == "lora" and run.get("rank") else METHOD_NAMES.get(method, method)
-    if run.get("targets"):
-        name += f" on {', '.join(run['targets'])}"
-    return name
+    return name + targets_suffix(run)
+
+
+def targets_suffix(run: dict[str, Any]) -> str:
+    """" on query, value" for a run with explicit targets; "" for the default targets."""
+    return f" on {', '.join(run['targets'])}" if run.get("targets") else ""
 
 
 def run_settings(run: dict[str, Any]) -> dict[str, Any]:
