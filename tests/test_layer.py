@@ -3,6 +3,7 @@
 import logging
 import math
 import random
+import re
 
 import pytest
 import torch
@@ -237,6 +238,44 @@ def test_dense_path_warns_once_and_strict_refuses(caplog, monkeypatch):
     assert_close_verbose(layer(x), oracle(layer, x), torch.float32, "dense path y")
     with pytest.raises(TTShapeError, match="strict=True"):
         TTLinear(base, shape=[64, 16, 9, 64], rank=2, strict=True)
+
+
+@pytest.mark.parametrize("init", ["zero", "gaussian", "orthogonal"])
+def test_init_scale_multiplies_every_initial_core(init):
+    shape, rank = [4, 6, 4, 8], [3, 5, 2]
+    torch.manual_seed(0)
+    unit = TTLinear(nn.Linear(32, 24), shape=shape, rank=rank, init=init)
+    torch.manual_seed(0)
+    small = TTLinear(nn.Linear(32, 24), shape=shape, rank=rank, init=init, init_scale=0.05)
+    assert small.init_scale == 0.05 and unit.init_scale == 1.0
+    for a, b in zip(unit.cores, small.cores, strict=True):
+        torch.testing.assert_close(b.detach(), 0.05 * a.detach(), rtol=1e-6, atol=0)
+    assert torch.count_nonzero(small.cores[-1]) == (small.cores[-1].numel() if init == "gaussian" else 0)
+    # reset_parameters takes the layer's scale, or the one it is given
+    torch.manual_seed(1)
+    small.reset_parameters(init)
+    torch.manual_seed(1)
+    unit.reset_parameters(init, init_scale=0.05)
+    assert all(torch.equal(a, b) for a, b in zip(unit.cores, small.cores, strict=True))
+    assert unit.init_scale == 1.0  # a one-off scale does not change the layer's
+
+
+def test_init_scale_sets_the_gaussian_std():
+    torch.manual_seed(0)
+    layer = TTLinear(nn.Linear(64, 64), shape=[64, 64], rank=16, init="gaussian", init_scale=0.2)
+    std = layer.cores[0].detach().std().item()  # 1024 draws of N(0, 0.2² / 16)
+    assert std == pytest.approx(0.2 / 4, rel=0.1)
+
+
+@pytest.mark.parametrize("bad", [0, -0.5, float("nan"), float("inf"), True, "0.1", None])
+def test_bad_init_scale_is_refused_by_name(bad):
+    with pytest.raises(ValueError, match=rf"init_scale must be a finite number > 0, got {re.escape(repr(bad))}"):
+        TTLinear(nn.Linear(16, 8), shape=[8, 16], rank=2, init_scale=bad)
+    with pytest.raises(ValueError, match="TTConfig: init_scale must be a finite number > 0"):
+        ttkernels.TTConfig(init_scale=bad)
+    if bad is not None:  # reset_parameters(init_scale=None) takes the layer's scale
+        with pytest.raises(ValueError, match="init_scale must be a finite number > 0"):
+            TTLinear(nn.Linear(16, 8), shape=[8, 16], rank=2).reset_parameters(init_scale=bad)
 
 
 def test_bad_inputs_give_clear_errors():

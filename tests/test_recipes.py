@@ -125,9 +125,9 @@ def test_recipe_end_to_end_tt_on_tiny_bert(tmp_path):
     import ttkernels
     from ttkernels.recipes.models import load_model
 
-    rec = finetune(tiny_cfg(tmp_path, rank=2, alpha=4.0), verbose=False)
+    rec = finetune(tiny_cfg(tmp_path, rank=2, alpha=4.0, init_scale=0.5), verbose=False)
     assert rec["method"] == "tt" and rec["steps"] <= 4 and rec["best_step"] in (2, 4)
-    assert rec["init"] == "zero" and rec["targets"] is None
+    assert rec["init"] == "zero" and rec["init_scale"] == 0.5 and rec["targets"] is None
     assert rec["adapter_params"] > 0 and rec["trainable_params"] == rec["adapter_params"] + rec["head_params"]
     assert rec["adapter_bytes_fp16"] == 2 * rec["trainable_params"]
     for key in ("before_accuracy", "test_accuracy", "test_f1", "test_mcc", "val_loss"):
@@ -153,7 +153,7 @@ def test_recipe_runs_the_baselines(tmp_path, method):
         assert rec["trainable_params"] == rec["total_params"]
     if method == "lora":  # r=8 on query+value of 2 layers of 64x64: 2 * 2 * 8 * (64 + 64)
         assert rec["adapter_params"] == 2 * 2 * 8 * 128
-        assert rec["rank"] == 8 and rec["targets"] is None and rec["init"] is None
+        assert rec["rank"] == 8 and rec["targets"] is None and rec["init"] is None and rec["init_scale"] is None
 
 
 def test_compare_takes_per_method_lr_and_weight_decay_and_resumes(tmp_path, capsys):
@@ -519,8 +519,9 @@ def test_budget_pairs_every_configuration_with_lora_r8_of_the_same_seed(tmp_path
     base = _write_runs(tmp_path / "main", [
         *[_fake_run("lora", s, a, 73_728, rank=8) for s, a in enumerate(ref_acc[:3])],
         # an older record without the dropout / init fields is the same configuration
-        *[_fake_run("tt", s, a, 4_224, rank=[2, 4, 2], shape="64x6x6x64", **({"dropout": 0.0, "init": "zero"} if s
-                    else {})) for s, a in enumerate(tt_acc)],
+        *[_fake_run("tt", s, a, 4_224, rank=[2, 4, 2], shape="64x6x6x64",
+                    **({"dropout": 0.0, "init": "zero", "init_scale": 1.0} if s else {}))
+          for s, a in enumerate(tt_acc)],
         *[_fake_run("head", s, a - 0.08, 0) for s, a in enumerate(ref_acc[:3])],
         *[_fake_run("full", s, a - 0.02, 22_000_000) for s, a in enumerate(ref_acc[:3])],
     ])
@@ -616,4 +617,6 @@ def test_compare_refuses_a_folder_that_holds_other_settings_for_a_method(tmp_pat
     assert len((out / "runs.jsonl").read_text().splitlines()) == 2
     with pytest.raises(SystemExit, match=r"already has tt runs with other settings: alpha 0\.25 \(asked: 1\.0\)"):
         main([*argv, "--alpha", "1.0"])
+    with pytest.raises(SystemExit, match=r"other settings: init_scale 1\.0 \(asked: 0\.5\)"):
+        main([*argv, "--init-scale", "0.5"])
     assert len((out / "runs.jsonl").read_text().splitlines()) == 2

@@ -24,7 +24,7 @@ def _logits(model):
 
 
 def test_round_trip_gives_identical_outputs(tmp_path):
-    model = _trained(rank=3, modules_to_save=["classifier"], dropout=0.1)
+    model = _trained(rank=3, modules_to_save=["classifier"], dropout=0.1, init_scale=0.5)
     with torch.no_grad():
         model.classifier.weight.add_(1.0)  # a trained head must travel with the adapter
     expected = _logits(model)
@@ -36,6 +36,8 @@ def test_round_trip_gives_identical_outputs(tmp_path):
     assert torch.equal(_logits(fresh), expected)
     assert ttkernels.trainable_parameters(fresh).trainable == ttkernels.trainable_parameters(model).trainable
     assert {layer.dropout for layer in ttkernels.tt_layers(fresh).values()} == {0.1}  # the config travels too
+    assert {layer.init_scale for layer in ttkernels.tt_layers(fresh).values()} == {0.5}
+    assert json.loads((out / "adapter_config.json").read_text())["config"]["init_scale"] == 0.5
 
 
 def test_config_json_describes_every_target(tmp_path):

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from .backends import validate_backend_name
-from .utils import validate_alpha, validate_dropout, validate_init
+from .utils import validate_alpha, validate_dropout, validate_init, validate_init_scale
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -48,6 +48,8 @@ class TTConfig:
     )
     init: str = field(default="zero", metadata={
         "help": "'zero' (ΔW = 0 at step 0), 'gaussian' (the paper's) or 'orthogonal' (ΔW = 0, orthogonal cores)."})
+    init_scale: float = field(default=1.0, metadata={
+        "help": "Multiplies the initial cores (see TTLinear): < 1 makes the non-zero cores train relatively faster."})
     dropout: float = field(
         default=0.0, metadata={"help": "Dropout on the TT path's input in training (like PEFT's lora_dropout)."}
     )
@@ -62,6 +64,7 @@ class TTConfig:
     def __post_init__(self) -> None:
         self.alpha = validate_alpha(self.alpha, "TTConfig")
         self.init = validate_init(self.init, "TTConfig")
+        self.init_scale = validate_init_scale(self.init_scale, "TTConfig")
         self.dropout = validate_dropout(self.dropout, "TTConfig")
         if self.core_dtype not in _DTYPES:
             raise ValueError(f"core_dtype must be one of {sorted(_DTYPES)}, got {self.core_dtype!r}")

@@ -16,7 +16,7 @@ from .ops._library import no_autocast
 from .ops.contract import accumulation_dtype, contract_factors, factor_rank
 from .ops.reference import dense_delta_weight
 from .shapes import auto_shape, find_boundary, resolve_ranks, validate_shape
-from .utils import validate_alpha, validate_dropout, validate_init, warn_once
+from .utils import validate_alpha, validate_dropout, validate_init, validate_init_scale, warn_once
 
 BaseKind = Literal["linear", "conv1d", "adapter"]
 InitMode = Literal["zero", "gaussian", "orthogonal"]
@@ -91,6 +91,10 @@ class TTLinear(nn.Module):
         init: "zero" (default: Gaussian cores, last core zero, so ΔW = 0 at step 0), "gaussian" (all cores
             Gaussian, as in the paper; ΔW != 0 at step 0) or "orthogonal" (cores 1..d-1 left-orthogonal, scaled
             to the Gaussian cores' norm, last core zero).
+        init_scale: multiplies every initial core (the Gaussian std, or the orthogonal cores' norm); 1 draws core i
+            from N(0, 1/r_i). Under Adam each core moves about lr per entry per step whatever its size, so smaller
+            cores turn relatively faster: ``init_scale`` < 1 speeds the non-zero cores up against the last one
+            (like LoRA's small A). Scale ``alpha`` by 1/init_scale^(d-1) to keep the update's initial growth.
         dropout: probability of zeroing an input feature of the TT path only, in training (PEFT's lora_dropout);
             the base layer always sees the whole input. 0 keeps the fused single-call path.
         dtype: dtype of the cores (float32 by default, whatever the base dtype).
@@ -105,6 +109,7 @@ class TTLinear(nn.Module):
         alpha: float = 8.0,
         *,
         init: InitMode = "zero",
+        init_scale: float = 1.0,
         dropout: float = 0.0,
         strict: bool = False,
         dtype: torch.dtype = torch.float32,
@@ -119,6 +124,7 @@ class TTLinear(nn.Module):
         self.ranks = resolve_ranks(rank, self.shape, self.m, name=name)
         self.alpha = validate_alpha(alpha, name)
         validate_init(init, name)  # before any core is allocated; reset_parameters checks again for direct calls
+        self.init_scale = validate_init_scale(init_scale, name)
         if not dtype.is_floating_point:
             raise TypeError(f"{name}: core dtype must be floating point, got {dtype}")
         self.dropout = validate_dropout(dropout, name)
@@ -148,8 +154,9 @@ class TTLinear(nn.Module):
         self.reset_parameters(init)
 
     @torch.no_grad()
-    def reset_parameters(self, init: InitMode = "zero") -> None:
-        """Core i ~ N(0, 1/r_i) (right bond rank), which keeps the contracted factors at unit-order scale.
+    def reset_parameters(self, init: InitMode = "zero", init_scale: float | None = None) -> None:
+        """Core i ~ N(0, s²/r_i) (r_i its right bond rank; s = ``init_scale``, default the layer's), which for s = 1
+        keeps the contracted factors at unit-order scale.
 
         "orthogonal" instead makes each core's (r_{i-1}·k_i, r_i) unfolding orthogonal (orthonormal columns, or rows
         where it is wide), scaled to the Gaussian core's expected Frobenius norm: the same scale, but the product
@@ -160,13 +167,14 @@ class TTLinear(nn.Module):
         (the TT analogue of LoRA's B = 0).
         """
         init = validate_init(init, self.layer_name)  # type: ignore[assignment]
+        scale = self.init_scale if init_scale is None else validate_init_scale(init_scale, self.layer_name)
         if getattr(self, "merged", False):
             raise RuntimeError(f"{self.layer_name}: unmerge() before re-initialising the cores of a merged layer")
         for i, core in enumerate(self.cores):
             if init == "orthogonal":
-                core.copy_(_scaled_left_orthogonal(core))
+                core.copy_(_scaled_left_orthogonal(core) * scale)
             else:
-                core.normal_(0.0, 1.0 / math.sqrt(self.ranks[i + 1]))
+                core.normal_(0.0, scale / math.sqrt(self.ranks[i + 1]))
         if init in ("zero", "orthogonal"):
             self.cores[-1].zero_()
 

@@ -75,6 +75,7 @@ def patch(
     modules_to_save: list[str] | None = None,
     exclude: list[str] | None = None,
     init: str = "zero",
+    init_scale: float = 1.0,
     dropout: float = 0.0,
     strict: bool = False,
     core_dtype: str = "float32",
@@ -89,7 +90,7 @@ def patch(
     """
     if config is None:
         config = TTConfig(
-            targets=targets, rank=rank, alpha=alpha, shape=shape, init=init, dropout=dropout,
+            targets=targets, rank=rank, alpha=alpha, shape=shape, init=init, init_scale=init_scale, dropout=dropout,
             strict=strict, modules_to_save=modules_to_save, exclude=exclude, core_dtype=core_dtype, backend=backend,
         )
     if getattr(model, _STATE_ATTR, None) is not None or tt_layers(model):
@@ -140,6 +141,7 @@ def patch(
                 rank=config.rank_for(name, target),
                 alpha=config.alpha,
                 init=config.init,  # type: ignore[arg-type]
+                init_scale=config.init_scale,
                 dropout=config.dropout,
                 strict=config.strict,
                 dtype=config.torch_core_dtype,

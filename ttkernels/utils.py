@@ -66,6 +66,17 @@ def validate_init(init: object, where: str) -> str:
     return str(init)
 
 
+def validate_init_scale(scale: object, where: str) -> float:
+    """A finite real init scale > 0 as a float; ``where`` prefixes the error."""
+    import math
+    import numbers
+
+    if (isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale)
+            or scale <= 0):  # fmt: skip
+        raise ValueError(f"{where}: init_scale must be a finite number > 0, got {scale!r}")
+    return float(scale)
+
+
 def parse_rank(text: str) -> int | list[int] | str:
     """Command-line TT rank: ``"5"`` -> 5 (every bond); ``"2,4,2"`` -> [2, 4, 2] (the inner ranks r_1..r_{d-1});
     ``"2/4"`` -> "2/4" (rank 2 on every bond, 4 on the bond between the output and input modes, for any shape)."""

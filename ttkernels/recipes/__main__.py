@@ -30,6 +30,9 @@ _HELP = {
              "or mode sizes like 64x6x6x64",
     "rank": "TT rank: one int for every bond, the d-1 inner ranks like 2,4,2, or r/R like 2/4 (R at the in/out bond)",
     "alpha": "TT alpha (scale of ΔW)",
+    "init": "TT init: zero | gaussian | orthogonal",
+    "init_scale": "multiplies the initial TT cores; < 1 trains the non-zero cores faster under Adam (scale alpha "
+                  "by 1/init_scale^(d-1) to keep the update's initial growth)",
     "learning_rate": "learning rate (default: per method, see DEFAULT_LR)",
     "targets": "module-name suffixes to adapt (default: the model type's, e.g. query value)",
     "train_size": "training examples (first of the fixed split; 'all' for all)",

@@ -30,6 +30,8 @@ def _config_label(run: dict[str, Any]) -> str:
     label = f"TT-LoRA {run.get('shape')} rank {run.get('rank')}" + targets_suffix(run)
     if run.get("init") not in (None, "zero"):
         label += f", init {run['init']}"
+    if run.get("init_scale") not in (None, 1.0):
+        label += f", init scale {run['init_scale']:g}"
     return label
 
 

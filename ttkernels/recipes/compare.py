@@ -40,13 +40,14 @@ def targets_suffix(run: dict[str, Any]) -> str:
 
 def run_settings(run: dict[str, Any]) -> dict[str, Any]:
     """What makes runs one configuration, from a run record (fields that older records lack take the value they
-    had then: no weight decay, no dropout, zero init, the default targets)."""
+    had then: no weight decay, no dropout, zero init at scale 1, the default targets)."""
     method = run["method"]
     return {
         "method": method, "learning_rate": run.get("learning_rate"), "head_lr": run.get("head_lr"),
         "weight_decay": float(run.get("weight_decay") or 0.0), "rank": run.get("rank"), "alpha": run.get("alpha"),
         "shape": run.get("shape"), "targets": list(run["targets"]) if run.get("targets") else None,
         "init": (run.get("init") or "zero") if method == "tt" else None, "dropout": float(run.get("dropout") or 0.0),
+        "init_scale": float(run.get("init_scale") or 1.0) if method == "tt" else None,
     }
 
 
@@ -58,7 +59,8 @@ def config_settings(cfg: FinetuneConfig) -> dict[str, Any]:
 def settings_mismatch(run: dict[str, Any], cfg: FinetuneConfig) -> list[str]:
     """How a logged run differs from what ``cfg`` would run (the TT shape is compared only by its label)."""
     have, want = run_settings(run), config_settings(cfg)
-    always = ("weight_decay", "dropout", "init", "targets")  # normalised above, so old records compare too
+    # normalised above, so old records compare too
+    always = ("weight_decay", "dropout", "init", "init_scale", "targets")
     return [f"{k} {have[k]!r} (asked: {want[k]!r})" for k in want
             if k != "shape" and (k in run or k in always) and have[k] != want[k]]
 
@@ -99,7 +101,8 @@ def summarize(runs: list[dict[str, Any]], methods: list[str] | None = None) -> l
             "test_mcc": f"{mcc[0]:.2f} ± {mcc[1]:.2f}",
             "learning_rate": rs[0]["learning_rate"], "rank": rs[0].get("rank"), "alpha": rs[0].get("alpha"),
             "shape": rs[0].get("shape"), "weight_decay": rs[0].get("weight_decay"),
-            "dropout": rs[0].get("dropout"), "init": rs[0].get("init"), "targets": rs[0].get("targets"),
+            "dropout": rs[0].get("dropout"), "init": rs[0].get("init"), "init_scale": rs[0].get("init_scale"),
+            "targets": rs[0].get("targets"),
             "steps_mean": statistics.fmean(r["steps"] for r in rs),
             "wall_time_s_mean": statistics.fmean(r["wall_time_s"] for r in rs),
             "train_time_s_mean": statistics.fmean(r["train_time_s"] for r in rs),
@@ -171,6 +174,7 @@ def write_summary(out: Path, runs: list[dict[str, Any]], methods: list[str], bas
         wd = f", weight decay {tt['weight_decay']:g}" if tt.get("weight_decay") else ""
         wd += f", dropout {tt['dropout']:g}" if tt.get("dropout") else ""
         wd += f", init {tt['init']}" if tt.get("init") not in (None, "zero") else ""
+        wd += f", init scale {tt['init_scale']:g}" if tt.get("init_scale") not in (None, 1.0) else ""
         lines += [f"TT-LoRA: shape {tt['shape']}, rank {tt['rank']}, alpha {tt['alpha']}, "
                   f"lr {tt['learning_rate']}{wd}.", ""]
     lines += ["## Runs", "", markdown_table(runs, RUN_COLUMNS), ""]

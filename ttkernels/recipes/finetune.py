@@ -75,6 +75,7 @@ class FinetuneConfig:
     alpha: float = 0.25  # goes with DEFAULT_LR["tt"]; see the note there
     shape: Any = None  # None, "auto:<max_mode>", a list of mode sizes, or a dict target -> shape
     init: str = "zero"
+    init_scale: float = 1.0  # multiplies the initial cores (TTLinear); < 1 trains the non-zero cores faster
     dropout: float = 0.0  # on the TT path's input (PEFT's lora_dropout for TT-LoRA)
     # PEFT LoRA baseline
     lora_r: int = 8
@@ -216,6 +217,7 @@ def apply_method(model: nn.Module, cfg: FinetuneConfig) -> tuple[nn.Module, Para
         resolved_shape = resolve_shape(model, cfg.targets, cfg.shape)
         ttkernels.patch(
             model, targets=cfg.targets, rank=cfg.rank, alpha=cfg.alpha, shape=resolved_shape, init=cfg.init,
+            init_scale=cfg.init_scale,
             dropout=cfg.dropout, modules_to_save=heads or None,
         )
         count = ttkernels.trainable_parameters(model)
@@ -544,6 +546,7 @@ def method_settings(cfg: FinetuneConfig) -> dict[str, Any]:
         "alpha": cfg.alpha if tt else (cfg.lora_alpha if lora else None),
         "dropout": cfg.dropout if tt else (cfg.lora_dropout if lora else None),
         "init": cfg.init if tt else None,
+        "init_scale": cfg.init_scale if tt else None,
         "targets": ([cfg.targets] if isinstance(cfg.targets, str) else list(cfg.targets))
         if cfg.targets and (tt or lora) else None,
     }
