@@ -559,13 +559,15 @@ def test_budget_separates_configurations_and_refuses_mixed_references(tmp_path):
     from ttkernels.recipes.budget import paired_gaps
 
     ref = [_fake_run("lora", s, 0.72, 73_728, rank=8) for s in range(3)]
-    # one folder with two TT alphas: two configurations, told apart by their hyperparameters
+    # one folder with three TT configurations: α is in every TT label; two that share it get their lr and wd
     mixed = _write_runs(tmp_path / "a" / "same", [
-        *ref, *[_fake_run("tt", s, 0.70, 4_224, rank=2, shape="8x8", alpha=a) for s in range(3) for a in (0.25, 1.0)],
+        *ref, *[_fake_run("tt", s, 0.70, 4_224, rank=2, shape="8x8", alpha=a, learning_rate=lr)
+                for s in range(3) for a, lr in ((0.25, 1e-3), (1.0, 1e-3), (0.25, 2e-3))],
         _fake_run("tt", 0, 0.73, 4_224, rank=3, shape="8x8", alpha=1.0)])  # one seed only
     labels = sorted(r["label"] for r in paired_gaps([mixed]))
-    assert labels[-3:] == ["TT-LoRA 8x8 rank 2 (lr 0.001, α 0.25, wd 0) [same]",
-                           "TT-LoRA 8x8 rank 2 (lr 0.001, α 1.0, wd 0) [same]", "TT-LoRA 8x8 rank 3 [same]"]
+    assert labels[-4:] == ["TT-LoRA 8x8 rank 2, α 0.25 (lr 0.001, wd 0) [same]",
+                           "TT-LoRA 8x8 rank 2, α 0.25 (lr 0.002, wd 0) [same]",
+                           "TT-LoRA 8x8 rank 2, α 1 [same]", "TT-LoRA 8x8 rank 3, α 1 [same]"]
     # two folders with the same last name are told apart by their paths, and neither hides the other
     other = _write_runs(tmp_path / "b" / "same", [_fake_run("tt", s, 0.60, 100, rank=1, shape="4x4") for s in range(3)])
     rows = paired_gaps([mixed, other])

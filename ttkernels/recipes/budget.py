@@ -28,6 +28,8 @@ def _config_label(run: dict[str, Any]) -> str:
     if run["method"] != "tt":
         return method_name(run)
     label = f"TT-LoRA {run.get('shape')} rank {run.get('rank')}" + targets_suffix(run)
+    if run.get("alpha") is not None:  # always shown: with init scale it sets how fast the update grows
+        label += f", α {run['alpha']:g}"
     if run.get("init") not in (None, "zero"):
         label += f", init {run['init']}"
     if run.get("init_scale") not in (None, 1.0):
@@ -124,9 +126,9 @@ def paired_gaps(folders: list[str | Path], reference_rank: int = GOAL_LORA_RANK,
     for row in rows:
         if labels.count(row["label"]) > 1:
             st = row["settings"]
-            row["label"] += (f" (lr {st['learning_rate']:g}, α {st['alpha'] if st['alpha'] is not None else '-'}, "
-                             f"wd {st['weight_decay']:g}" + (f", dropout {st['dropout']:g}" if st["dropout"] else "")
-                             + ")")
+            alpha = "" if row["method"] == "tt" else f"α {st['alpha'] if st['alpha'] is not None else '-'}, "
+            row["label"] += (f" (lr {st['learning_rate']:g}, {alpha}wd {st['weight_decay']:g}"
+                             + (f", dropout {st['dropout']:g}" if st["dropout"] else "") + ")")
     for row in rows:
         row["label"] += f" [{', '.join(row['folders'])}]" if row["method"] == "tt" else ""
     return sorted(rows, key=lambda r: (r["adapter_params"] or 0, r["label"]))
