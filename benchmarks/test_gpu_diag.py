@@ -33,31 +33,41 @@ def test_diag_exit_status_covers_the_designs_in_use(monkeypatch: pytest.MonkeyPa
 
     from .gpu_diag_configs import DESIGNS, _groups, in_use
 
-    monkeypatch.setattr(configs, "BWD_G_IN_LOOP", False)
+    monkeypatch.setenv(configs.BWD_G_IN_LOOP_ENV, "0")
     assert [d for d in DESIGNS if not in_use(d)] == ["dx_g_in_loop", "dx_no_dA"]
-    monkeypatch.setattr(configs, "BWD_G_IN_LOOP", True)
+    monkeypatch.delenv(configs.BWD_G_IN_LOOP_ENV)  # the default
     assert all(in_use(d) for d in DESIGNS)
     groups = _groups(["dx_g_prepass"])
     assert groups and all(case["design"] == "dx_g_prepass" for group in groups for case in group)
 
 
 def test_diag_case_cut_by_the_budget_is_not_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
-    import itertools
     import subprocess
 
     from . import gpu_diag_configs
 
+    outputs = iter([
+        # the first worker finished one case and was killed by the budget inside the second ...
+        'START 0\nRESULT 0 {"rel_err": 1e-4, "s": 0.1}\nSTART 1\n',
+        # ... and the next one while it was still importing, before its first case
+        "",
+    ])
+
     def ran_out(cmd: list[str], **kwargs: object) -> None:
-        # the worker finished the first case and was killed by the budget inside the second
-        raise subprocess.TimeoutExpired(cmd, 1.0, output='START 0\nRESULT 0 {"rel_err": 1e-4, "s": 0.1}\nSTART 1\n')
+        raise subprocess.TimeoutExpired(cmd, 1.0, output=next(outputs))
 
     monkeypatch.setattr(gpu_diag_configs.subprocess, "run", ran_out)
-    second, third = dict(CASE, design="dx_g_prepass"), dict(CASE, design="fwd_z_in_loop")
-    deadline = time.time() + 30
-    clock = itertools.chain([deadline - 30], itertools.repeat(deadline))  # the budget is spent after the first run
-    monkeypatch.setattr(gpu_diag_configs.time, "time", lambda: next(clock))
-    results = _run_group([CASE, second, third], deadline)
+    group = [CASE, dict(CASE, design="dx_g_prepass"), dict(CASE, design="fwd_z_in_loop"),
+             dict(CASE, design="fwd_z_prepass")]  # fmt: skip
+    results = _run_group(group, time.time() + 60)
     assert [(r["design"], r["status"]) for r in results] == [
-        ("dx_g_in_loop", "ok"), ("dx_g_prepass", "cut"), ("fwd_z_in_loop", "skipped")
+        ("dx_g_in_loop", "ok"), ("dx_g_prepass", "cut"), ("fwd_z_in_loop", "skipped"), ("fwd_z_prepass", "skipped")
     ]  # fmt: skip
     assert results[1]["why"] == "the budget ended while it ran"
+    assert gpu_diag_configs.failures(results) == []
+    # what does fail the run: a wrong or faulting config in a design the library launches
+    wrong = dict(results[0], status="WRONG")
+    fault = dict(results[0], status="FAULT", design="fwd_z_prepass")
+    assert gpu_diag_configs.failures([*results, wrong, fault]) == [wrong, fault]
+    monkeypatch.setattr(gpu_diag_configs, "in_use", lambda design: design != "dx_g_in_loop")
+    assert gpu_diag_configs.failures([*results, wrong, fault]) == [fault]

@@ -104,6 +104,13 @@ def test_debug_env_logs_the_import_traceback(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger="ttkernels"):
         importlib.reload(cuda_backend)  # quiet without the flag
     assert caplog.text == ""
+    monkeypatch.setenv("TTKERNELS_DEBUG", "2")  # a bad switch is said, and the import error stays the reason
+    with caplog.at_level(logging.WARNING, logger="ttkernels"):
+        importlib.reload(cuda_backend)
+    assert "TTKERNELS_DEBUG='2' is not a boolean" in caplog.text
+    assert cuda_backend._C is None and "ttkernels._C is not built" in cuda_backend._C_ERROR
+    monkeypatch.delenv("TTKERNELS_DEBUG")
+    importlib.reload(cuda_backend)
 
 
 # ---- GPU: the built extension against float64 ----

@@ -121,6 +121,16 @@ def test_drugreview_loader_reads_the_packaged_data():
 # ----------------------------------------------------------------------------------------------- recipe
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("init_scale", 0.0, "FinetuneConfig: init_scale must be a finite number > 0, got 0.0"),
+    ("init", "xavier", "FinetuneConfig: init must be one of 'zero', 'gaussian', 'orthogonal', got 'xavier'"),
+    ("dropout", 1.0, r"FinetuneConfig: dropout must be a probability in \[0, 1\), got 1.0"),
+])
+def test_recipe_config_refuses_bad_tt_settings_before_loading_anything(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        FinetuneConfig(**{field: value})
+
+
 def test_recipe_end_to_end_tt_on_tiny_bert(tmp_path):
     import ttkernels
     from ttkernels.recipes.models import load_model
@@ -601,9 +611,14 @@ def test_budget_warns_when_two_records_of_a_seed_disagree(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="ttkernels"):
         rows = paired_gaps([first, rerun])
     assert [r.getMessage() for r in caplog.records] == [
-        f"{rerun}: seed 1 is logged twice with the same settings but different results (test accuracy 0.72 vs "
-        "0.69); the first copy read is kept"
+        f"{rerun}: seed 1 is logged twice with the same settings but different results (test_accuracy 0.72 vs "
+        "0.69; test_f1 0.7 vs 0.67; test_mcc 0.52 vs 0.49; best_val_loss 0.78 vs 0.81); the first copy read is kept"
     ]
+    caplog.clear()
+    val_only = _write_runs(tmp_path / "val", [dict(ref[1], best_val_loss=0.9)])  # the same test scores
+    with caplog.at_level("WARNING", logger="ttkernels"):
+        paired_gaps([first, val_only])
+    assert "(best_val_loss 0.78 vs 0.9)" in caplog.records[0].getMessage()
     assert rows[0]["mean"] == pytest.approx(72.0)  # the first folder's record
 
 

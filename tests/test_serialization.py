@@ -40,6 +40,16 @@ def test_round_trip_gives_identical_outputs(tmp_path):
     assert json.loads((out / "adapter_config.json").read_text())["config"]["init_scale"] == 0.5
 
 
+def test_config_fields_at_their_default_stay_out_of_the_file():
+    """Files with the default dropout and init_scale carry neither key, so versions older than those fields read
+    them; a file without them loads with the defaults."""
+    data = ttkernels.TTConfig(rank=3).to_dict()
+    assert "dropout" not in data and "init_scale" not in data
+    loaded = ttkernels.TTConfig.from_dict(data)
+    assert loaded.dropout == 0.0 and loaded.init_scale == 1.0
+    assert ttkernels.TTConfig.from_dict(ttkernels.TTConfig(init_scale=0.25).to_dict()).init_scale == 0.25
+
+
 def test_config_json_describes_every_target(tmp_path):
     model = _trained("llama", rank=2, alpha=6.0, shape={"v_proj": [4, 4, 4, 8]})
     ttkernels.save_adapter(model, tmp_path)

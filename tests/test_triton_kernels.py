@@ -383,6 +383,19 @@ def test_autotune_env_switch_rejects_other_values(monkeypatch):
         configs.autotune_enabled()
 
 
+def test_bwd_g_in_loop_switch_is_read_where_it_is_used(monkeypatch):
+    monkeypatch.delenv(configs.BWD_G_IN_LOOP_ENV, raising=False)
+    assert configs.bwd_g_in_loop_enabled()  # on by default
+    assert configs.bwd_g_in_loop(16, 5, True) == configs.linear_z_in_loop(16, 5)
+    monkeypatch.setenv(configs.BWD_G_IN_LOOP_ENV, "0")
+    assert not configs.bwd_g_in_loop(16, 5, True) and not configs.bwd_g_in_loop(16, 5, False)
+    with configs.force(z_in_loop=True):  # tests force a design whatever the switch says
+        assert configs.bwd_g_in_loop(16, 5, True)
+    monkeypatch.setenv(configs.BWD_G_IN_LOOP_ENV, "sometimes")
+    with pytest.raises(ValueError, match="TTKERNELS_BWD_G_IN_LOOP='sometimes' is not a boolean"):
+        configs.bwd_g_in_loop(16, 5, True)
+
+
 def test_skinny_split_heuristic(monkeypatch):
     monkeypatch.setattr(configs, "device_facts", lambda device: ((9, 0), 132, 227 * 1024))
     cuda = torch.device("cuda", 0)

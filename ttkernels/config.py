@@ -107,8 +107,11 @@ class TTConfig:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        if not data["dropout"]:  # files without dropout stay readable by versions that predate the field
+        # fields at their default are left out, so the files stay readable by versions that predate them
+        if not data["dropout"]:
             del data["dropout"]
+        if data["init_scale"] == 1.0:
+            del data["init_scale"]
         return data
 
     @classmethod

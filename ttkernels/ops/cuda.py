@@ -42,7 +42,12 @@ except Exception as exc:  # ImportError when not built; ImportError/OSError for 
         _C_ERROR = f"ttkernels._C is not built ({type(exc).__name__}: {exc}); {_BUILD_HINT}"
     else:
         _C_ERROR = f"ttkernels._C failed to load ({type(exc).__name__}: {exc}); rebuild it: {_BUILD_HINT}"
-    if env_flag("TTKERNELS_DEBUG"):
+    try:
+        debug = env_flag("TTKERNELS_DEBUG")
+    except ValueError as bad_switch:  # said, but it must not hide why _C did not load
+        logger.warning("ttkernels: %s", bad_switch)
+        debug = False
+    if debug:
         logger.warning("ttkernels: importing ttkernels._C failed:\n%s", traceback.format_exc())
     else:
         logger.debug("ttkernels: %s", _C_ERROR)

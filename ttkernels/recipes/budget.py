@@ -37,11 +37,15 @@ def _config_label(run: dict[str, Any]) -> str:
     return label
 
 
-def _results_differ(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether two records of one seed and settings disagree on a test metric or the validation loss (beyond
-    rounding)."""
+def _differing_results(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Where two records of one seed and settings disagree, beyond rounding, on a test metric or the validation
+    loss: "<field> <a> vs <b>" for each."""
     fields = ("test_accuracy", "test_f1", "test_mcc", "best_val_loss")
-    return any(not math.isclose(a.get(f) or 0.0, b.get(f) or 0.0, rel_tol=1e-6, abs_tol=1e-9) for f in fields)
+    def show(value: float | None) -> str:
+        return "missing" if value is None else f"{value:.6g}"
+
+    return [f"{f} {show(a.get(f))} vs {show(b.get(f))}" for f in fields
+            if not math.isclose(a.get(f) or 0.0, b.get(f) or 0.0, rel_tol=1e-6, abs_tol=1e-9)]
 
 
 def _key(settings: dict[str, Any]) -> str:
@@ -82,12 +86,10 @@ def paired_gaps(folders: list[str | Path], reference_rank: int = GOAL_LORA_RANK,
             settings = run_settings(run)
             config = configs.setdefault(_key(settings), {"settings": settings, "runs": {}, "folders": []})
             kept = config["runs"].setdefault(run["seed"], run)
-            if kept is not run and _results_differ(kept, run):
-                logger.warning(
-                    "%s: seed %s is logged twice with the same settings but different results (test accuracy %s vs "
-                    "%s); the first copy read is kept", folder, run["seed"], kept.get("test_accuracy"),
-                    run.get("test_accuracy"),
-                )
+            differ = _differing_results(kept, run) if kept is not run else []
+            if differ:
+                logger.warning("%s: seed %s is logged twice with the same settings but different results (%s); the "
+                               "first copy read is kept", folder, run["seed"], "; ".join(differ))
             if names[folder] not in config["folders"]:
                 config["folders"].append(names[folder])
     references = [c for c in configs.values() if _is_reference(next(iter(c["runs"].values())), reference_rank)]

@@ -30,6 +30,7 @@ from torch import nn
 
 import ttkernels
 from ttkernels.shapes import auto_shape, outer_shape
+from ttkernels.utils import validate_dropout, validate_init, validate_init_scale
 
 from .data import TextData, load_data
 from .metrics import classification_metrics, make_compute_metrics
@@ -41,6 +42,7 @@ METHODS = ("tt", "lora", "full", "head")
 #: MiniLM/tweets task; see results/minilm-tweets/README.md). TT-LoRA's is high on purpose and goes with a small
 #: alpha: its cores are unit-scale, so with Adam lr is the relative step of the factors' directions (LoRA's A has
 #: entries ~1/sqrt(n), so its lr 2e-3 is a similar relative step), while alpha sets the size of ΔW (alpha*lr ≲ 1e-2).
+#: ``init_scale`` < 1 is the other way to the same relative step (results/minilm-tweets/README.md, "Core scale").
 DEFAULT_LR = {"tt": 3e-2, "lora": 1e-3, "full": 1e-4, "head": 5e-3}
 
 
@@ -96,6 +98,10 @@ class FinetuneConfig:
             raise ValueError(f"unknown method {self.method!r}; known: {METHODS}")
         if self.task not in ("seq-cls", "causal-lm"):
             raise ValueError(f"unknown task {self.task!r}; known: seq-cls, causal-lm")
+        # TT settings checked here, before a model or data set is loaded (patch checks them again)
+        validate_init(self.init, "FinetuneConfig")
+        self.init_scale = validate_init_scale(self.init_scale, "FinetuneConfig")
+        self.dropout = validate_dropout(self.dropout, "FinetuneConfig")
 
     @property
     def lr(self) -> float:

@@ -133,23 +133,30 @@ def epilogue_rounds(dtype: torch.dtype) -> bool:
     return dtype in (torch.float16, torch.bfloat16)
 
 
-#: Backward dx: accumulate g = dy B in the fused kernel's K loop (one launch and one read of dy fewer than the skinny
-#: pre-pass). B is read through a K-contiguous (K = m, R) view of a copy of Bᵀ, the layout the forward reads A in.
-#: Reading B itself (R-contiguous rows of odd stride R) gave wrong dx on an H200 (triton 3.6, 2026-11-26; relative
-#: error 0.6 to 5e3 and illegal memory accesses under autotuning) for fp16/bf16 whenever BLOCK_K >= 64 and K = m was
-#: not a multiple of it. With the Bᵀ view every config was right on the diagnostic's shapes on an H200 and an H100,
-#: and the GPU backward tests passed with it on (H100, 2026-11-26: benchmarks/results/nvidia-h100-80gb-hbm3-
-#: 2026-11-26-notes.md), so it is on by default; ``TTKERNELS_BWD_G_IN_LOOP=0`` takes g from the pre-pass again
-#: (gpu_check.sh runs the backward tests both ways). Tests also force either via configs.force(z_in_loop=...);
-#: benchmarks/gpu_diag_configs.py checks both designs config by config.
-BWD_G_IN_LOOP = env_flag("TTKERNELS_BWD_G_IN_LOOP", default=True)
+#: Backward dx (:func:`bwd_g_in_loop_enabled`): accumulate g = dy B in the fused kernel's K loop (one launch and
+#: one read of dy fewer than the skinny pre-pass). B is read through a K-contiguous (K = m, R) view of a copy of Bᵀ,
+#: the layout the forward reads A in. Reading B itself (R-contiguous rows of odd stride R) gave wrong dx on an H200
+#: (triton 3.6, 2026-11-26; relative error 0.6 to 5e3 and illegal memory accesses under autotuning) for fp16/bf16
+#: whenever BLOCK_K >= 64 and K = m was not a multiple of it. With the Bᵀ view every config was right on the
+#: diagnostic's shapes on an H200 and an H100, and the GPU backward tests passed with it on (H100, 2026-11-26:
+#: benchmarks/results/nvidia-h100-80gb-hbm3-2026-11-26-notes.md), so it is on by default;
+#: ``TTKERNELS_BWD_G_IN_LOOP=0`` takes g from the pre-pass again (gpu_check.sh runs the backward tests both ways).
+#: Tests also force either via configs.force(z_in_loop=...); benchmarks/gpu_diag_configs.py checks both designs
+#: config by config. Read at each backward (like the autotune switch), so a bad value is a ValueError where it is
+#: used, not a triton backend that failed to import.
+BWD_G_IN_LOOP_ENV = "TTKERNELS_BWD_G_IN_LOOP"
+
+
+def bwd_g_in_loop_enabled() -> bool:
+    """Whether the backward may accumulate g in the fused dx kernel (``TTKERNELS_BWD_G_IN_LOOP``, default on)."""
+    return env_flag(BWD_G_IN_LOOP_ENV, default=True)
 
 
 def bwd_g_in_loop(T: int, R: int, has_weight: bool) -> bool:
     value = _forced.get("z_in_loop")
     if value is not None:
         return bool(value)
-    if not BWD_G_IN_LOOP:
+    if not bwd_g_in_loop_enabled():
         return False
     return linear_z_in_loop(T, R) if has_weight else adapter_z_in_loop(T)
 

@@ -8,7 +8,7 @@
 ``weight=None`` (adapter-only bases): dx = α g A only, written by the epilogue-only kernel. Where
 :func:`configs.bwd_g_in_loop` says so, g is accumulated in the fused kernel's K loop instead of the pre-pass (one
 launch and one pass over dy fewer), reading B through a K-contiguous copy of Bᵀ (the default; see
-:data:`configs.BWD_G_IN_LOOP`).
+:func:`configs.bwd_g_in_loop_enabled`).
 Nothing m x n (and no T x n besides dx) is formed. Supports R <= 64.
 """
 
@@ -59,7 +59,7 @@ def tt_linear_bwd_triton(
         elif configs.bwd_g_in_loop(T, R, weight is not None):
             g = torch.empty((T, R), device=dev, dtype=torch.float32) if need_dA else None
             # B as a K-contiguous (K = m, R) view of Bᵀ (m x R copied once), the layout the forward's in-loop z
-            # reads A in; the R-contiguous view of B itself gave wrong dx on the H200 (configs.BWD_G_IN_LOOP)
+            # reads A in; the R-contiguous view of B itself gave wrong dx on the H200 (configs.bwd_g_in_loop_enabled)
             Bt = B.t().contiguous()
             launch_fused(L=Bt, L_strides=(Bt.stride(1), Bt.stride(0)), z_out=g, **common)
         else:
