@@ -37,23 +37,26 @@ def env_flag(name: str, default: bool = False) -> bool:
     )
 
 
-def validate_dropout(dropout: object, where: str) -> float:
-    """A dropout probability in [0, 1) as a float; ``where`` prefixes the error (a layer name, or the config)."""
+def _is_finite_real(value: object) -> bool:
+    """A real number that is finite (bools are not numbers here)."""
+    import math
     import numbers
 
-    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
+    return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+
+
+def validate_dropout(dropout: object, where: str) -> float:
+    """A dropout probability in [0, 1) as a float; ``where`` prefixes the error (a layer name, or the config)."""
+    if not _is_finite_real(dropout) or not 0.0 <= dropout < 1.0:  # type: ignore[operator]
         raise ValueError(f"{where}: dropout must be a probability in [0, 1), got {dropout!r}")
-    return float(dropout)
+    return float(dropout)  # type: ignore[arg-type]
 
 
 def validate_alpha(alpha: object, where: str) -> float:
     """A finite real α as a float; ``where`` prefixes the error (a layer name, or the config)."""
-    import math
-    import numbers
-
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not math.isfinite(alpha):
+    if not _is_finite_real(alpha):
         raise ValueError(f"{where}: alpha must be a finite number, got {alpha!r}")
-    return float(alpha)
+    return float(alpha)  # type: ignore[arg-type]
 
 
 INIT_MODES = ("zero", "gaussian", "orthogonal")
@@ -68,13 +71,9 @@ def validate_init(init: object, where: str) -> str:
 
 def validate_init_scale(scale: object, where: str) -> float:
     """A finite real init scale > 0 as a float; ``where`` prefixes the error."""
-    import math
-    import numbers
-
-    if (isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale)
-            or scale <= 0):  # fmt: skip
+    if not _is_finite_real(scale) or scale <= 0:  # type: ignore[operator]
         raise ValueError(f"{where}: init_scale must be a finite number > 0, got {scale!r}")
-    return float(scale)
+    return float(scale)  # type: ignore[arg-type]
 
 
 def parse_rank(text: str) -> int | list[int] | str:

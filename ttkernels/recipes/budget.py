@@ -41,6 +41,7 @@ def _differing_results(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     """Where two records of one seed and settings disagree, beyond rounding, on a test metric or the validation
     loss: "<field> <a> vs <b>" for each."""
     fields = ("test_accuracy", "test_f1", "test_mcc", "best_val_loss")
+
     def show(value: float | None) -> str:
         return "missing" if value is None else f"{value:.6g}"
 
