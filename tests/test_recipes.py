@@ -364,6 +364,30 @@ def test_search_weight_decay_axis_reaches_the_trainer(tmp_path):
     assert no_axis.trials[0]["weight_decay"] == 0.0 and "weight_decay" not in no_axis.best["params"]
 
 
+def test_search_init_scale_axis_reaches_the_tt_layers(tmp_path):
+    pytest.importorskip("optuna")
+    from ttkernels.recipes.search import SearchSpace, run_search
+
+    cfg = tiny_cfg(tmp_path, max_steps=2, eval_steps=2, evaluate_before=False)  # base init scale 1
+    space = SearchSpace(shapes=["auto:4"], ranks=[2, 3], alphas=[1.0], learning_rates=[1e-2], init_scales=[0.25])
+    res = run_search(cfg, n_trials=2, space=space, out_dir=tmp_path / "search", verbose=False)
+    # the rows report the scale the trial's TTLinear layers were built with
+    assert [t["init_scale"] for t in res.trials] == [0.25, 0.25]
+    assert res.best["config"]["init_scale"] == 0.25 and res.best["params"]["tt_init_scale"] == 0.25
+    assert "init_scale" in (tmp_path / "search" / "trials.md").read_text().splitlines()[0]
+    no_axis = run_search(cfg, n_trials=1, space=SearchSpace(shapes=["auto:4"], ranks=[2], alphas=[1.0],
+                                                            learning_rates=[1e-2]), verbose=False)
+    assert no_axis.trials[0]["init_scale"] == 1.0 and "tt_init_scale" not in no_axis.best["params"]
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan")])
+def test_search_space_rejects_a_bad_init_scale_before_any_trial(bad):
+    from ttkernels.recipes.search import SearchSpace
+
+    with pytest.raises(ValueError, match="init_scales"):
+        SearchSpace(shapes=["auto:4"], init_scales=[0.5, bad])
+
+
 def test_plots_are_written(tmp_path):
     pytest.importorskip("matplotlib")
     from ttkernels.recipes.plots import plot_results

@@ -122,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     p_s.add_argument("--lrs", nargs="+", type=float)
     p_s.add_argument("--weight-decays", nargs="+", type=float,
                      help="weight decays to search, e.g. 0 0.1 (default: no axis, --weight-decay for every trial)")
+    p_s.add_argument("--init-scales", nargs="+", type=float,
+                     help="TT init scales to search, e.g. 1 0.2 (default: no axis, --init-scale for every trial; "
+                          "alpha is used as given)")
     p_s.add_argument("--sampler-seed", type=int, default=0)
     p_s.add_argument("--max-adapter-params", type=int, default=None,
                      help="also report the best trial with at most this many adapter parameters")
@@ -162,11 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         from .search import SearchSpace, run_search
 
         base = config_from_args(args, method="tt", learning_rate=None)
-        space = SearchSpace(shapes=args.shapes or [])
-        for name, value in (("ranks", args.ranks), ("alphas", args.alphas), ("learning_rates", args.lrs),
-                            ("weight_decays", args.weight_decays)):
-            if value:
-                setattr(space, name, value)
+        given = {name: value for name, value in (("ranks", args.ranks), ("alphas", args.alphas),
+                                                 ("learning_rates", args.lrs), ("weight_decays", args.weight_decays),
+                                                 ("init_scales", args.init_scales)) if value}
+        space = SearchSpace(shapes=args.shapes or [], **given)  # validated before any model loads
         result = run_search(base, args.trials, space, backend=args.backend, pruner=args.pruner,
                             sampler_seed=args.sampler_seed, out_dir=args.out,
                             max_adapter_params=args.max_adapter_params)

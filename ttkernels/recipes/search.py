@@ -1,4 +1,5 @@
-"""HyperBand search over TT shape, rank, α and learning rate, as in the paper (Section IV-D, Table III).
+"""HyperBand search over TT shape, rank, α and learning rate, as in the paper (Section IV-D, Table III); weight
+decay and the cores' init scale are optional axes.
 
 It goes through the HF ``Trainer.hyperparameter_search``:
 
@@ -24,6 +25,8 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from ttkernels.utils import validate_init_scale
 
 from .finetune import (
     FinetuneConfig,
@@ -64,6 +67,14 @@ class SearchSpace:
     # None: no axis, every trial uses the base config's weight decay (TT-LoRA overfits small training sets,
     # where 0.1 helped on MiniLM; offer e.g. [0.0, 0.1] to search it)
     weight_decays: list[float] | None = None
+    # None: no axis, every trial uses the base config's init_scale. With Adam, smaller initial cores turn faster
+    # (the alternative to a high lr; results/minilm-tweets/README.md, "Core scale"); alpha is used as given, so
+    # pair small scales with larger alphas (1/init_scale^(d-1) keeps the update's initial growth)
+    init_scales: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.init_scales is not None:
+            self.init_scales = [validate_init_scale(s, "SearchSpace.init_scales") for s in self.init_scales]
 
 
 def candidate_shapes(model, targets=None, max_modes=AUTO_MAX_MODES, paper: bool = True,
@@ -95,8 +106,9 @@ class SearchResult:
 
 
 TRIAL_COLUMNS = [
-    "trial", "state", "shape", "rank", "alpha", "learning_rate", "weight_decay", "adapter_params", "trainable_params",
-    "adapter_kb_fp16", "best_val_loss", "val_accuracy", "val_f1", "val_mcc", "steps", "best_step", "time_s", "note",
+    "trial", "state", "shape", "rank", "alpha", "init_scale", "learning_rate", "weight_decay", "adapter_params",
+    "trainable_params", "adapter_kb_fp16", "best_val_loss", "val_accuracy", "val_f1", "val_mcc", "steps",
+    "best_step", "time_s", "note",
 ]
 
 
@@ -139,6 +151,8 @@ def optuna_space(space: SearchSpace):
             "tt_alpha": trial.suggest_categorical("tt_alpha", space.alphas),
             **({"weight_decay": trial.suggest_categorical("weight_decay", space.weight_decays)}
                if space.weight_decays else {}),
+            **({"tt_init_scale": trial.suggest_categorical("tt_init_scale", space.init_scales)}
+               if space.init_scales else {}),
         }
 
     return hp_space
@@ -150,10 +164,11 @@ def _rank_value(rank: Any) -> int | str:
 
 
 def _trial_config(base: FinetuneConfig, params: dict[str, Any]) -> FinetuneConfig:
-    """``base`` with a trial's hyperparameters (the weight decay only when the space searched it)."""
+    """``base`` with a trial's hyperparameters (weight decay and init scale only when the space searched them)."""
     return replace(base, shape=params["tt_shape"], rank=_rank_value(params["tt_rank"]),
                    alpha=float(params["tt_alpha"]), learning_rate=float(params["learning_rate"]),
-                   weight_decay=float(params.get("weight_decay", base.weight_decay)))
+                   weight_decay=float(params.get("weight_decay", base.weight_decay)),
+                   init_scale=float(params.get("tt_init_scale", base.init_scale)))
 
 
 def _trial_params(trial: Any, base: FinetuneConfig, space: SearchSpace) -> dict[str, Any]:
@@ -233,7 +248,8 @@ def run_search(
         loaded = load_model(base.model, base.task, num_labels=prep.data.num_labels)
         model, info, shape = apply_method(loaded.model, cfg)
         log.reset(trial, {"shape": shape_label(shape), "adapter_params": info.adapter_params,
-                          "trainable_params": info.trainable_params, "adapter_kb_fp16": info.adapter_kb})
+                          "trainable_params": info.trainable_params, "adapter_kb_fp16": info.adapter_kb,
+                          "init_scale": built_init_scale(model)})
         return model
 
     out = Path(out_dir) if out_dir else Path(base.output_dir) / "search"
@@ -249,19 +265,22 @@ def run_search(
     if verbose:
         print(f"[search] {n_trials} trials, backend {backend}, {total} steps max per trial, evaluation every "
               f"{every} steps; space: shapes {space.shapes}, ranks {space.ranks}, alphas {space.alphas}, "
-              f"learning rates {space.learning_rates}")
+              f"learning rates {space.learning_rates}"
+              + (f", weight decays {space.weight_decays}" if space.weight_decays else "")
+              + (f", init scales {space.init_scales}" if space.init_scales else ""))
     if backend == "optuna":
         trials, best = _run_optuna(trainer, space, n_trials, log, pruner, sampler_seed, every, total,
-                                   base.weight_decay)
+                                   base.weight_decay, base.init_scale)
     elif backend == "ray":
-        trials, best = _run_ray(trainer, space, n_trials, log, every, total, out, base.patience)
+        trials, best = _run_ray(trainer, space, n_trials, log, every, total, out, base.patience, base.init_scale)
         for row in trials:  # each Ray trial ran in its own worker process; count its parameters here
             row.update(_describe_trial(prep.model, base, row))
     else:
         raise ValueError(f"unknown search backend {backend!r}; use 'optuna' or 'ray'")
     best_cfg = _trial_config(base, best)
     best_record = {"trial": best.get("trial"), "objective_best_val_loss": best.get("value"),
-                   "params": {k: best[k] for k in ("tt_shape", "tt_rank", "tt_alpha", "learning_rate", "weight_decay")
+                   "params": {k: best[k] for k in ("tt_shape", "tt_rank", "tt_alpha", "tt_init_scale", "learning_rate",
+                                                       "weight_decay")
                               if k in best},
                    "config": best_cfg.to_dict(), "backend": backend, "n_trials": n_trials, "space": asdict(space)}
     if max_adapter_params is not None:
@@ -291,7 +310,7 @@ def make_pruner(pruner: Any, every: int, total: int):
 
 
 def _run_optuna(trainer, space: SearchSpace, n_trials: int, log: _TrialLog, pruner: Any, seed: int,
-                every: int, total: int, weight_decay: float = 0.0):
+                every: int, total: int, weight_decay: float = 0.0, init_scale: float = 1.0):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -316,7 +335,9 @@ def _run_optuna(trainer, space: SearchSpace, n_trials: int, log: _TrialLog, prun
         rows.append({
             "trial": t.number, "state": t.state.name.lower(), "shape": info.get("shape", t.params.get("tt_shape")),
             "shape_spec": t.params.get("tt_shape"), "rank": t.params.get("tt_rank"),
-            "alpha": t.params.get("tt_alpha"), "learning_rate": t.params.get("learning_rate"),
+            "alpha": t.params.get("tt_alpha"),
+            "init_scale": info.get("init_scale", t.params.get("tt_init_scale", init_scale)),
+            "learning_rate": t.params.get("learning_rate"),
             "weight_decay": t.user_attrs.get("weight_decay", t.params.get("weight_decay", weight_decay)),
             "adapter_params": info.get("adapter_params"), "trainable_params": info.get("trainable_params"),
             "adapter_kb_fp16": info.get("adapter_kb_fp16"),
@@ -355,7 +376,7 @@ def ray_trial_state(status: str, losses: list[float], max_reports: int, patience
 
 
 def _run_ray(trainer, space: SearchSpace, n_trials: int, log: _TrialLog, every: int, total: int, out: Path,
-             patience: int = 5):
+             patience: int = 5, init_scale: float = 1.0):
     try:
         from ray import tune
         from ray.tune.schedulers import HyperBandScheduler
@@ -370,6 +391,7 @@ def _run_ray(trainer, space: SearchSpace, n_trials: int, log: _TrialLog, every: 
             "learning_rate": tune.choice(space.learning_rates), "tt_shape": tune.choice(space.shapes),
             "tt_rank": tune.choice(space.ranks), "tt_alpha": tune.choice(space.alphas),
             **({"weight_decay": tune.choice(space.weight_decays)} if space.weight_decays else {}),
+            **({"tt_init_scale": tune.choice(space.init_scales)} if space.init_scales else {}),
         }
 
     max_reports = max(1, total // every)
@@ -394,7 +416,8 @@ def _run_ray(trainer, space: SearchSpace, n_trials: int, log: _TrialLog, every: 
         state = ray_trial_state(str(trial.status), losses, max_reports, patience)
         rows.append({
             "trial": i, "state": state, "shape_spec": cfg.get("tt_shape"), "rank": cfg.get("tt_rank"),
-            "alpha": cfg.get("tt_alpha"), "learning_rate": cfg.get("learning_rate"),
+            "alpha": cfg.get("tt_alpha"), "init_scale": cfg.get("tt_init_scale", init_scale),
+            "learning_rate": cfg.get("learning_rate"),
             "weight_decay": cfg.get("weight_decay", trainer.args.weight_decay),
             "best_val_loss": last.get("objective"),  # the objective is the trial's running minimum
             "val_accuracy": last.get("eval_accuracy"), "val_f1": last.get("eval_f1"),
@@ -405,6 +428,13 @@ def _run_ray(trainer, space: SearchSpace, n_trials: int, log: _TrialLog, every: 
         })
     best = {**best_run.hyperparameters, "trial": best_run.run_id, "value": best_run.objective}
     return rows, best
+
+
+def built_init_scale(model: Any) -> float | None:
+    """The init scale the model's TT layers were built with (None without TT layers)."""
+    from ttkernels.layer import TTLinear
+
+    return next((m.init_scale for m in model.modules() if isinstance(m, TTLinear)), None)
 
 
 def _describe_trial(model: Any, base: FinetuneConfig, row: dict[str, Any]) -> dict[str, Any]:
