@@ -38,7 +38,7 @@ def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
     device = x.device.type
     if x.dtype == torch.float64:  # autocast leaves float64 alone (as F.linear does)
         return None
-    if device in ("cuda", "cpu", "xpu") and torch.is_autocast_enabled(device):
+    if _library.autocast_on(device):  # any device type autocast supports (cuda, cpu, xpu, mps, hpu, ...)
         return torch.get_autocast_dtype(device)
     return None
 
