@@ -15,7 +15,7 @@
 #      in-loop g became the default)
 #   5. compute-sanitizer --tool memcheck on benchmarks/gpu_sanitize.py (cuda backend), if the extension built
 #   6. benchmarks/gpu_diag_configs.py: every autotune config of the fused kernel forced once, against float64;
-#      then benchmarks/host_cost.py (host-bound cost per call at T=1)
+#      then benchmarks/host_cost.py (host-bound cost per call at T=1, and where a training step spends it)
 #   7. the Hopper benchmark set (TTKERNELS_BENCH=full, bf16) with --benchmark-json into $OUT; conftest renders
 #      <card>-<date>.md/.png beside it. The set runs headline shapes first and skips what the deadline leaves out.
 #   8. one final table: step results and the compact benchmark table
@@ -165,7 +165,7 @@ fi
 if skipped hostcost; then
     note "host cost skipped (GPU_CHECK_SKIP)"
 else
-    run "host cost per call (T=1)" "$(cap 45 150)" bash -c "set -o pipefail; TTKERNELS_TRITON_AUTOTUNE=0 '$PY' -m benchmarks.host_cost \
+    run "host cost per call (T=1)" "$(cap 60 150)" bash -c "set -o pipefail; TTKERNELS_TRITON_AUTOTUNE=0 '$PY' -m benchmarks.host_cost --profile 100 \
         2>&1 | tee '$OUT/host_cost.txt'"
 fi
 

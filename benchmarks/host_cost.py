@@ -5,11 +5,15 @@ issue rate (Python, dispatch, launches) whenever the device work per call is sma
 
     python -m benchmarks.host_cost                      # cuda if present, else cpu; 4096x4096, [16]*6 rank 5
     python -m benchmarks.host_cost --dim 256 --shape 16,16,16,16 --dtype float32 --calls 2000
+    python -m benchmarks.host_cost --profile 100        # + where one training step's host time goes, per backend
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import os
+import pstats
 import time
 from collections.abc import Callable
 
@@ -56,6 +60,66 @@ def _ttlinear_rows(
     return rows
 
 
+def _short(path: str) -> str:
+    parts = path.replace(os.sep, "/").split("/")
+    return "/".join(parts[-2:])
+
+
+def python_hotspots(stats: pstats.Stats, steps: int, top: int) -> list[tuple[str, float, float, float]]:
+    """(function, calls per step, own µs per step, cumulative µs per step) of the ``top`` functions by own time."""
+    rows = []
+    for (path, line, func), (_cc, ncalls, tottime, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        where = func if path == "~" else f"{_short(path)}:{line}({func})"
+        rows.append((where, ncalls / steps, tottime / steps * 1e6, cumtime / steps * 1e6))
+    rows.sort(key=lambda r: -r[2])
+    return rows[:top]
+
+
+def torch_op_counts(step: Callable[[], object], steps: int, top: int) -> list[tuple[str, float, float]]:
+    """(op, calls per step, self host µs per step) from the torch profiler, by self host time: aten ops, autograd
+    nodes and, on CUDA, the launch API calls (cudaLaunchKernel / cuLaunchKernel{,Ex} count the kernels)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+    rows = [(e.key, e.count / steps, e.self_cpu_time_total / steps) for e in prof.key_averages()]
+    rows.sort(key=lambda r: -r[2])
+    return rows[:top]
+
+
+def profile_training_step(
+    base: nn.Linear, x: torch.Tensor, shape: list[int], rank: int, backend: str, steps: int, top: int = 25
+) -> str:
+    """Where one TTLinear training step's host time goes: the Python functions by own time (cProfile) and the
+    torch ops with their counts (torch.profiler), per step over ``steps`` steps after a warm-up."""
+    layer = ttkernels.TTLinear(base, shape, rank, 8.0, init="gaussian", backend=backend)
+
+    def step() -> None:
+        layer(x).float().sum().backward()
+
+    for _ in range(max(3, steps // 10)):
+        step()
+    sync(x.device)
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(steps):
+        step()
+    sync(x.device)
+    prof.disable()
+    lines = [f"--- TTLinear {backend} training step: Python functions by own time (cProfile, {steps} steps; "
+             "profiling slows Python, compare rows with each other) ---",
+             f"{'calls/step':>10s} {'own us/step':>12s} {'cum us/step':>12s}  function"]
+    for where, calls, own, cum in python_hotspots(pstats.Stats(prof), steps, top):
+        lines.append(f"{calls:10.1f} {own:12.1f} {cum:12.1f}  {where}")
+    lines += [f"--- TTLinear {backend} training step: torch ops by self host time (torch.profiler, {steps} steps) ---",
+              f"{'calls/step':>10s} {'self us/step':>12s}  op"]
+    for name, calls, own in torch_op_counts(step, steps, top):
+        lines.append(f"{calls:10.1f} {own:12.1f}  {name}")
+    return "\n".join(lines)
+
+
 def measure(
     dim: int, shape: list[int], rank: int, dtype: torch.dtype, device: torch.device, calls: int, backends: list[str]
 ) -> list[tuple[str, float]]:
@@ -100,6 +164,8 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float]]:
     ap.add_argument("--calls", type=int, default=300)
     ap.add_argument("--backends", nargs="+", default=["torch", "triton", "cuda"])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                    help="also profile this many training steps per available backend (Python hot spots, op counts)")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     rows = measure(args.dim, [int(k) for k in args.shape.split(",")], args.rank, getattr(torch, args.dtype), device,
@@ -107,6 +173,14 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float]]:
     print(f"host cost per call, T=1, {args.dtype}, {card_name(device)} ({args.calls} calls back to back)")
     for label, us in rows:
         print(f"{label:44s} {us:9.1f} us")
+    if args.profile > 0:
+        dtype, shape = getattr(torch, args.dtype), [int(k) for k in args.shape.split(",")]
+        torch.manual_seed(0)
+        base = nn.Linear(args.dim, args.dim, bias=False).to(device, dtype)
+        x = torch.randn(1, args.dim, device=device, dtype=dtype)
+        for backend in args.backends:
+            if backend_status(backend) is None:
+                print(profile_training_step(base, x, shape, args.rank, backend, args.profile))
     return rows
 
 

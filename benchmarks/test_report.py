@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from . import report
 from .floor import cost, floors, perf_notes_check
@@ -125,3 +126,16 @@ def test_host_cost_measures_every_row_on_cpu() -> None:
     assert labels[:2] == ["one elementwise op (16 floats)", "F.linear 64x64"]
     assert "TTLinear torch forward (no grad)" in labels and "TTLinear torch training step" in labels
     assert all(us > 0 for _, us in rows)
+
+
+def test_host_cost_profile_names_the_python_and_op_hot_spots_on_cpu() -> None:
+    from .host_cost import profile_training_step
+
+    torch.manual_seed(0)
+    base = torch.nn.Linear(64, 64, bias=False)
+    text = profile_training_step(base, torch.randn(1, 64), [8, 8, 8, 8], 2, "torch", steps=5, top=200)
+    python_part, ops_part = text.split("torch ops by self host time")
+    assert "ops/contract.py" in python_part and "contract_left" in python_part  # the factor chain is profiled
+    counts = {line.split(maxsplit=2)[2]: float(line.split()[0]) for line in ops_part.splitlines()[2:]}
+    # [8,8,8,8] splits 2+2: one mm per side forward, two per side backward (+ the op's own GEMMs)
+    assert counts["aten::mm"] >= 6 and counts["torch::autograd::AccumulateGrad"] == 4.0
