@@ -125,8 +125,12 @@ def test_drugreview_loader_reads_the_packaged_data():
     ("init_scale", 0.0, "FinetuneConfig: init_scale must be a finite number > 0, got 0.0"),
     ("init", "xavier", "FinetuneConfig: init must be one of 'zero', 'gaussian', 'orthogonal', got 'xavier'"),
     ("dropout", 1.0, r"FinetuneConfig: dropout must be a probability in \[0, 1\), got 1.0"),
+    ("learning_rate", 0.0, "FinetuneConfig: learning_rate must be a finite number > 0, got 0.0"),
+    ("head_lr", -1e-2, "FinetuneConfig: head_lr must be a finite number > 0, got -0.01"),
+    ("weight_decay", float("nan"), "FinetuneConfig: weight_decay must be a finite number >= 0, got nan"),
+    ("weight_decay", -0.1, "FinetuneConfig: weight_decay must be a finite number >= 0, got -0.1"),
 ])
-def test_recipe_config_refuses_bad_tt_settings_before_loading_anything(field, value, message):
+def test_recipe_config_refuses_bad_settings_before_loading_anything(field, value, message):
     with pytest.raises(ValueError, match=message):
         FinetuneConfig(**{field: value})
 
@@ -380,12 +384,13 @@ def test_search_init_scale_axis_reaches_the_tt_layers(tmp_path):
     assert no_axis.trials[0]["init_scale"] == 1.0 and "tt_init_scale" not in no_axis.best["params"]
 
 
-@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan")])
-def test_search_space_rejects_a_bad_init_scale_before_any_trial(bad):
+@pytest.mark.parametrize("axis, bad", [("init_scales", 0.0), ("init_scales", -1.0), ("init_scales", float("nan")),
+                                       ("learning_rates", 0.0), ("weight_decays", -0.1), ("alphas", float("inf"))])
+def test_search_space_rejects_a_bad_choice_before_any_trial(axis, bad):
     from ttkernels.recipes.search import SearchSpace
 
-    with pytest.raises(ValueError, match="init_scales"):
-        SearchSpace(shapes=["auto:4"], init_scales=[0.5, bad])
+    with pytest.raises(ValueError, match=f"SearchSpace.{axis}: "):
+        SearchSpace(shapes=["auto:4"], **{axis: [0.5, bad]})
 
 
 def test_plots_are_written(tmp_path):

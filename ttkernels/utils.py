@@ -59,6 +59,20 @@ def validate_alpha(alpha: object, where: str) -> float:
     return float(alpha)  # type: ignore[arg-type]
 
 
+def validate_learning_rate(lr: object, where: str, field: str = "learning_rate") -> float:
+    """A finite real learning rate > 0 as a float; ``where`` prefixes the error and ``field`` names the setting."""
+    if not _is_finite_real(lr) or lr <= 0:  # type: ignore[operator]
+        raise ValueError(f"{where}: {field} must be a finite number > 0, got {lr!r}")
+    return float(lr)  # type: ignore[arg-type]
+
+
+def validate_weight_decay(weight_decay: object, where: str) -> float:
+    """A finite real weight decay >= 0 as a float; ``where`` prefixes the error."""
+    if not _is_finite_real(weight_decay) or weight_decay < 0:  # type: ignore[operator]
+        raise ValueError(f"{where}: weight_decay must be a finite number >= 0, got {weight_decay!r}")
+    return float(weight_decay)  # type: ignore[arg-type]
+
+
 INIT_MODES = ("zero", "gaussian", "orthogonal")
 
 

@@ -30,7 +30,13 @@ from torch import nn
 
 import ttkernels
 from ttkernels.shapes import auto_shape, outer_shape
-from ttkernels.utils import validate_dropout, validate_init, validate_init_scale
+from ttkernels.utils import (
+    validate_dropout,
+    validate_init,
+    validate_init_scale,
+    validate_learning_rate,
+    validate_weight_decay,
+)
 
 from .data import TextData, load_data
 from .metrics import classification_metrics, make_compute_metrics
@@ -102,6 +108,11 @@ class FinetuneConfig:
         validate_init(self.init, "FinetuneConfig")
         self.init_scale = validate_init_scale(self.init_scale, "FinetuneConfig")
         self.dropout = validate_dropout(self.dropout, "FinetuneConfig")
+        if self.learning_rate is not None:
+            self.learning_rate = validate_learning_rate(self.learning_rate, "FinetuneConfig")
+        if self.head_lr is not None:
+            self.head_lr = validate_learning_rate(self.head_lr, "FinetuneConfig", "head_lr")
+        self.weight_decay = validate_weight_decay(self.weight_decay, "FinetuneConfig")
 
     @property
     def lr(self) -> float:

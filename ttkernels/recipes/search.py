@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ttkernels.utils import validate_init_scale
+from ttkernels.utils import validate_alpha, validate_init_scale, validate_learning_rate, validate_weight_decay
 
 from .finetune import (
     FinetuneConfig,
@@ -73,6 +73,11 @@ class SearchSpace:
     init_scales: list[float] | None = None
 
     def __post_init__(self) -> None:
+        # every choice checked here, before any model loads, rather than when a trial draws it
+        self.alphas = [validate_alpha(a, "SearchSpace.alphas") for a in self.alphas]
+        self.learning_rates = [validate_learning_rate(lr, "SearchSpace.learning_rates") for lr in self.learning_rates]
+        if self.weight_decays is not None:
+            self.weight_decays = [validate_weight_decay(w, "SearchSpace.weight_decays") for w in self.weight_decays]
         if self.init_scales is not None:
             self.init_scales = [validate_init_scale(s, "SearchSpace.init_scales") for s in self.init_scales]
 
