@@ -40,10 +40,28 @@ def per_call_us(fn: Callable[[], object], calls: int, device: torch.device) -> f
     return (time.perf_counter() - start) / calls * 1e6
 
 
+def _inputs(dim: int, dtype: torch.dtype, device: torch.device) -> tuple[nn.Linear, torch.Tensor]:
+    """The frozen base layer (dim x dim) and one token, drawn from seed 0."""
+    torch.manual_seed(0)
+    return nn.Linear(dim, dim, bias=False).to(device, dtype), torch.randn(1, dim, device=device, dtype=dtype)
+
+
+def _training_step(
+    base: nn.Linear, x: torch.Tensor, shape: list[int], rank: int, backend: str
+) -> tuple[ttkernels.TTLinear, Callable[[], None]]:
+    """A TTLinear on ``base`` and one training step of it on ``x`` (forward, sum, backward)."""
+    layer = ttkernels.TTLinear(base, shape, rank, 8.0, init="gaussian", backend=backend)
+
+    def step() -> None:
+        layer(x).float().sum().backward()
+
+    return layer, step
+
+
 def _ttlinear_rows(
     base: nn.Linear, x: torch.Tensor, shape: list[int], rank: int, backend: str, calls: int, device: torch.device
 ) -> list[tuple[str, float]]:
-    layer = ttkernels.TTLinear(base, shape, rank, 8.0, init="gaussian", backend=backend)
+    layer, step = _training_step(base, x, shape, rank, backend)
     rows = []
     with torch.no_grad():
         rows.append((f"TTLinear {backend} forward (no grad)", per_call_us(lambda: layer(x), calls, device)))
@@ -52,10 +70,6 @@ def _ttlinear_rows(
         op = ttkernels.ops.tt_linear
         rows.append(("  tt_linear op alone", per_call_us(lambda: op(x, base.weight, None, A, B, 8.0, backend),
                                                         calls, device)))  # fmt: skip
-
-    def step() -> None:
-        layer(x).float().sum().backward()
-
     rows.append((f"TTLinear {backend} training step", per_call_us(step, calls, device)))
     return rows
 
@@ -94,11 +108,7 @@ def profile_training_step(
 ) -> str:
     """Where one TTLinear training step's host time goes: the Python functions by own time (cProfile) and the
     torch ops with their counts (torch.profiler), per step over ``steps`` steps after a warm-up."""
-    layer = ttkernels.TTLinear(base, shape, rank, 8.0, init="gaussian", backend=backend)
-
-    def step() -> None:
-        layer(x).float().sum().backward()
-
+    _, step = _training_step(base, x, shape, rank, backend)
     for _ in range(max(3, steps // 10)):
         step()
     sync(x.device)
@@ -124,9 +134,7 @@ def measure(
     dim: int, shape: list[int], rank: int, dtype: torch.dtype, device: torch.device, calls: int, backends: list[str]
 ) -> list[tuple[str, float]]:
     """(label, µs per call) rows: one launch, the bare linear, PEFT LoRA r8 if installed, TTLinear per backend."""
-    torch.manual_seed(0)
-    base = nn.Linear(dim, dim, bias=False).to(device, dtype)
-    x = torch.randn(1, dim, device=device, dtype=dtype)
+    base, x = _inputs(dim, dtype, device)
     tiny = torch.randn(16, device=device)
     rows = [("one elementwise op (16 floats)", per_call_us(lambda: tiny + tiny, calls, device))]
     with torch.no_grad():
@@ -167,17 +175,14 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float]]:
     ap.add_argument("--profile", type=int, default=0, metavar="STEPS",
                     help="also profile this many training steps per available backend (Python hot spots, op counts)")
     args = ap.parse_args(argv)
-    device = torch.device(args.device)
-    rows = measure(args.dim, [int(k) for k in args.shape.split(",")], args.rank, getattr(torch, args.dtype), device,
-                   args.calls, args.backends)  # fmt: skip
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    shape = [int(k) for k in args.shape.split(",")]
+    rows = measure(args.dim, shape, args.rank, dtype, device, args.calls, args.backends)
     print(f"host cost per call, T=1, {args.dtype}, {card_name(device)} ({args.calls} calls back to back)")
     for label, us in rows:
         print(f"{label:44s} {us:9.1f} us")
     if args.profile > 0:
-        dtype, shape = getattr(torch, args.dtype), [int(k) for k in args.shape.split(",")]
-        torch.manual_seed(0)
-        base = nn.Linear(args.dim, args.dim, bias=False).to(device, dtype)
-        x = torch.randn(1, args.dim, device=device, dtype=dtype)
+        base, x = _inputs(args.dim, dtype, device)
         for backend in args.backends:
             if backend_status(backend) is None:
                 print(profile_training_step(base, x, shape, args.rank, backend, args.profile))

@@ -59,11 +59,16 @@ def validate_alpha(alpha: object, where: str) -> float:
     return float(alpha)  # type: ignore[arg-type]
 
 
+def _validate_positive(value: object, where: str, field: str) -> float:
+    """A finite real number > 0 as a float; ``where`` prefixes the error and ``field`` names the setting."""
+    if not _is_finite_real(value) or value <= 0:  # type: ignore[operator]
+        raise ValueError(f"{where}: {field} must be a finite number > 0, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
 def validate_learning_rate(lr: object, where: str, field: str = "learning_rate") -> float:
     """A finite real learning rate > 0 as a float; ``where`` prefixes the error and ``field`` names the setting."""
-    if not _is_finite_real(lr) or lr <= 0:  # type: ignore[operator]
-        raise ValueError(f"{where}: {field} must be a finite number > 0, got {lr!r}")
-    return float(lr)  # type: ignore[arg-type]
+    return _validate_positive(lr, where, field)
 
 
 def validate_weight_decay(weight_decay: object, where: str) -> float:
@@ -85,9 +90,7 @@ def validate_init(init: object, where: str) -> str:
 
 def validate_init_scale(scale: object, where: str) -> float:
     """A finite real init scale > 0 as a float; ``where`` prefixes the error."""
-    if not _is_finite_real(scale) or scale <= 0:  # type: ignore[operator]
-        raise ValueError(f"{where}: init_scale must be a finite number > 0, got {scale!r}")
-    return float(scale)  # type: ignore[arg-type]
+    return _validate_positive(scale, where, "init_scale")
 
 
 def parse_rank(text: str) -> int | list[int] | str:
