@@ -129,10 +129,28 @@ def test_drugreview_loader_reads_the_packaged_data():
     ("head_lr", -1e-2, "FinetuneConfig: head_lr must be a finite number > 0, got -0.01"),
     ("weight_decay", float("nan"), "FinetuneConfig: weight_decay must be a finite number >= 0, got nan"),
     ("weight_decay", -0.1, "FinetuneConfig: weight_decay must be a finite number >= 0, got -0.1"),
+    ("batch_size", 0, "FinetuneConfig: batch_size must be an integer >= 1, got 0"),
+    ("train_size", 0, "FinetuneConfig: train_size must be an integer >= 1 or None, got 0"),
+    ("val_size", 2.5, "FinetuneConfig: val_size must be an integer >= 1 or None, got 2.5"),
+    ("patience", 0, "FinetuneConfig: patience must be an integer >= 1, got 0"),
+    ("max_length", -1, "FinetuneConfig: max_length must be an integer >= 1, got -1"),
+    ("evals_per_epoch", True, "FinetuneConfig: evals_per_epoch must be an integer >= 1, got True"),
+    ("eval_steps", 0, "FinetuneConfig: eval_steps must be an integer >= 1 or None, got 0"),
+    ("threads", 0, "FinetuneConfig: threads must be an integer >= 1 or None, got 0"),
+    ("epochs", 0, "FinetuneConfig: epochs must be a finite number > 0 when max_steps <= 0, got 0"),
+    ("epochs", float("inf"), "FinetuneConfig: epochs must be a finite number > 0 when max_steps <= 0, got inf"),
+    ("max_steps", 1.5, r"FinetuneConfig: max_steps must be an integer \(<= 0: train for epochs\), got 1.5"),
+    ("warmup_ratio", 1.0, r"FinetuneConfig: warmup_ratio must be a number in \[0, 1\), got 1.0"),
 ])
 def test_recipe_config_refuses_bad_settings_before_loading_anything(field, value, message):
     with pytest.raises(ValueError, match=message):
         FinetuneConfig(**{field: value})
+
+
+def test_recipe_config_accepts_the_edges_of_its_ranges():
+    cfg = FinetuneConfig(train_size=None, val_size=1, eval_steps=None, threads=None, warmup_ratio=0.0,
+                         epochs=0, max_steps=3, patience=1)
+    assert (cfg.train_size, cfg.val_size, cfg.max_steps, cfg.epochs) == (None, 1, 3, 0)
 
 
 def test_recipe_end_to_end_tt_on_tiny_bert(tmp_path):

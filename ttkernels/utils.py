@@ -37,7 +37,7 @@ def env_flag(name: str, default: bool = False) -> bool:
     )
 
 
-def _is_finite_real(value: object) -> bool:
+def is_finite_real(value: object) -> bool:
     """A real number that is finite (bools are not numbers here)."""
     import math
     import numbers
@@ -47,23 +47,35 @@ def _is_finite_real(value: object) -> bool:
 
 def validate_dropout(dropout: object, where: str) -> float:
     """A dropout probability in [0, 1) as a float; ``where`` prefixes the error (a layer name, or the config)."""
-    if not _is_finite_real(dropout) or not 0.0 <= dropout < 1.0:  # type: ignore[operator]
+    if not is_finite_real(dropout) or not 0.0 <= dropout < 1.0:  # type: ignore[operator]
         raise ValueError(f"{where}: dropout must be a probability in [0, 1), got {dropout!r}")
     return float(dropout)  # type: ignore[arg-type]
 
 
 def validate_alpha(alpha: object, where: str) -> float:
     """A finite real α as a float; ``where`` prefixes the error (a layer name, or the config)."""
-    if not _is_finite_real(alpha):
+    if not is_finite_real(alpha):
         raise ValueError(f"{where}: alpha must be a finite number, got {alpha!r}")
     return float(alpha)  # type: ignore[arg-type]
 
 
 def _validate_positive(value: object, where: str, field: str) -> float:
     """A finite real number > 0 as a float; ``where`` prefixes the error and ``field`` names the setting."""
-    if not _is_finite_real(value) or value <= 0:  # type: ignore[operator]
+    if not is_finite_real(value) or value <= 0:  # type: ignore[operator]
         raise ValueError(f"{where}: {field} must be a finite number > 0, got {value!r}")
     return float(value)  # type: ignore[arg-type]
+
+
+def validate_count(value: object, where: str, field: str, allow_none: bool = False) -> int | None:
+    """An integer >= 1 (or None when ``allow_none``); ``where`` prefixes the error and ``field`` names the setting."""
+    import numbers
+
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        what = "an integer >= 1" + (" or None" if allow_none else "")
+        raise ValueError(f"{where}: {field} must be {what}, got {value!r}")
+    return int(value)
 
 
 def validate_learning_rate(lr: object, where: str, field: str = "learning_rate") -> float:
@@ -73,7 +85,7 @@ def validate_learning_rate(lr: object, where: str, field: str = "learning_rate")
 
 def validate_weight_decay(weight_decay: object, where: str) -> float:
     """A finite real weight decay >= 0 as a float; ``where`` prefixes the error."""
-    if not _is_finite_real(weight_decay) or weight_decay < 0:  # type: ignore[operator]
+    if not is_finite_real(weight_decay) or weight_decay < 0:  # type: ignore[operator]
         raise ValueError(f"{where}: weight_decay must be a finite number >= 0, got {weight_decay!r}")
     return float(weight_decay)  # type: ignore[arg-type]
 

@@ -31,6 +31,8 @@ from torch import nn
 import ttkernels
 from ttkernels.shapes import auto_shape, outer_shape
 from ttkernels.utils import (
+    is_finite_real,
+    validate_count,
     validate_dropout,
     validate_init,
     validate_init_scale,
@@ -113,6 +115,21 @@ class FinetuneConfig:
         if self.head_lr is not None:
             self.head_lr = validate_learning_rate(self.head_lr, "FinetuneConfig", "head_lr")
         self.weight_decay = validate_weight_decay(self.weight_decay, "FinetuneConfig")
+        self._validate_schedule()
+
+    def _validate_schedule(self) -> None:
+        """Sizes, lengths and the step schedule: counts are integers >= 1 (a split size may be None: all of it)."""
+        where = "FinetuneConfig"
+        for name in ("train_size", "val_size", "test_size", "eval_steps", "threads"):
+            setattr(self, name, validate_count(getattr(self, name), where, name, allow_none=True))
+        for name in ("max_length", "batch_size", "eval_batch_size", "evals_per_epoch", "patience"):
+            setattr(self, name, validate_count(getattr(self, name), where, name))
+        if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int):
+            raise ValueError(f"{where}: max_steps must be an integer (<= 0: train for epochs), got {self.max_steps!r}")
+        if self.max_steps <= 0 and not (is_finite_real(self.epochs) and self.epochs > 0):
+            raise ValueError(f"{where}: epochs must be a finite number > 0 when max_steps <= 0, got {self.epochs!r}")
+        if not (is_finite_real(self.warmup_ratio) and 0 <= self.warmup_ratio < 1):
+            raise ValueError(f"{where}: warmup_ratio must be a number in [0, 1), got {self.warmup_ratio!r}")
 
     @property
     def lr(self) -> float:
