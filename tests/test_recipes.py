@@ -411,6 +411,20 @@ def test_search_space_rejects_a_bad_choice_before_any_trial(axis, bad):
         SearchSpace(shapes=["auto:4"], **{axis: [0.5, bad]})
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    ({"backend": "wandb"}, "unknown search backend 'wandb'; use one of 'optuna', 'ray'"),
+    ({"n_trials": 0}, "run_search: n_trials must be an integer >= 1, got 0"),
+    ({"max_adapter_params": 0}, "run_search: max_adapter_params must be an integer >= 1 or None, got 0"),
+])
+def test_search_rejects_bad_arguments_before_loading_anything(kwargs, message):
+    from ttkernels.recipes.search import run_search
+
+    # a model name that cannot load: the argument error must come first
+    cfg = FinetuneConfig(model="no-such-model", data="synthetic")
+    with pytest.raises(ValueError, match=message):
+        run_search(cfg, **{"n_trials": 1, **kwargs}, verbose=False)
+
+
 def test_plots_are_written(tmp_path):
     pytest.importorskip("matplotlib")
     from ttkernels.recipes.plots import plot_results

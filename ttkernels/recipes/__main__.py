@@ -20,6 +20,7 @@ from typing import Any
 
 from ..utils import parse_rank, parse_rank_choice
 from .finetune import METHODS, FinetuneConfig
+from .search import SEARCH_BACKENDS
 
 _HELP = {
     "method": "tt | lora | full | head",
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     p_s = sub.add_parser("search", help="HyperBand search over TT shape, rank, alpha and learning rate")
     add_config_arguments(p_s, skip=("method", "learning_rate"))
     p_s.add_argument("--trials", type=int, default=20)
-    p_s.add_argument("--backend", choices=["optuna", "ray"], default="optuna")
+    p_s.add_argument("--backend", choices=SEARCH_BACKENDS, default="optuna")
     p_s.add_argument("--pruner", choices=["hyperband", "median", "none"], default="hyperband")
     p_s.add_argument("--shapes", nargs="+",
                      help="shape specs (default: auto:<k> and outer:<k> for several k + the paper's shapes that fit)")

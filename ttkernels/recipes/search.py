@@ -26,7 +26,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ttkernels.utils import validate_alpha, validate_init_scale, validate_learning_rate, validate_weight_decay
+from ttkernels.utils import (
+    validate_alpha,
+    validate_count,
+    validate_init_scale,
+    validate_learning_rate,
+    validate_weight_decay,
+)
 
 from .finetune import (
     FinetuneConfig,
@@ -217,6 +223,10 @@ def _callback(log: _TrialLog):
     return RecordEvaluations()
 
 
+#: Hyperparameter-search backends of ``Trainer.hyperparameter_search`` that run_search drives.
+SEARCH_BACKENDS = ("optuna", "ray")
+
+
 def run_search(
     base: FinetuneConfig,
     n_trials: int = 20,
@@ -234,6 +244,11 @@ def run_search(
     ``max_adapter_params``: also report the best trial (lowest validation loss, completed trials first)
     among those with at most this many adapter parameters (``best.json`` -> ``within_budget``).
     """
+    # checked before the data and model load
+    if backend not in SEARCH_BACKENDS:
+        raise ValueError(f"unknown search backend {backend!r}; use one of {', '.join(map(repr, SEARCH_BACKENDS))}")
+    n_trials = validate_count(n_trials, "run_search", "n_trials")
+    max_adapter_params = validate_count(max_adapter_params, "run_search", "max_adapter_params", allow_none=True)
     if base.method != "tt":
         base = replace(base, method="tt")
     # data, tokenizer, tokenised splits (the model is re-made per trial; "head" leaves its layers unpatched)
@@ -276,12 +291,10 @@ def run_search(
     if backend == "optuna":
         trials, best = _run_optuna(trainer, space, n_trials, log, pruner, sampler_seed, every, total,
                                    base.weight_decay, base.init_scale)
-    elif backend == "ray":
+    else:  # "ray"
         trials, best = _run_ray(trainer, space, n_trials, log, every, total, out, base.patience, base.init_scale)
         for row in trials:  # each Ray trial ran in its own worker process; count its parameters here
             row.update(_describe_trial(prep.model, base, row))
-    else:
-        raise ValueError(f"unknown search backend {backend!r}; use 'optuna' or 'ray'")
     best_cfg = _trial_config(base, best)
     best_record = {"trial": best.get("trial"), "objective_best_val_loss": best.get("value"),
                    "params": {k: best[k] for k in ("tt_shape", "tt_rank", "tt_alpha", "tt_init_scale", "learning_rate",
