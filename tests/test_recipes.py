@@ -140,6 +140,7 @@ def test_drugreview_loader_reads_the_packaged_data():
     ("epochs", 0, "FinetuneConfig: epochs must be a finite number > 0 when max_steps <= 0, got 0"),
     ("epochs", float("inf"), "FinetuneConfig: epochs must be a finite number > 0 when max_steps <= 0, got inf"),
     ("max_steps", 1.5, r"FinetuneConfig: max_steps must be an integer \(<= 0: train for epochs\), got 1.5"),
+    ("seed", -1, r"FinetuneConfig: seed must be an integer in \[0, 2\*\*32\), got -1"),
     ("warmup_ratio", 1.0, r"FinetuneConfig: warmup_ratio must be a number in \[0, 1\), got 1.0"),
 ])
 def test_recipe_config_refuses_bad_settings_before_loading_anything(field, value, message):

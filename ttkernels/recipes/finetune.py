@@ -118,7 +118,8 @@ class FinetuneConfig:
         self._validate_schedule()
 
     def _validate_schedule(self) -> None:
-        """Sizes, lengths and the step schedule: counts are integers >= 1 (a split size may be None: all of it)."""
+        """Sizes, lengths, the step schedule and the seed: counts are integers >= 1 (a split size may be None: all
+        of it); the seed is what numpy accepts."""
         where = "FinetuneConfig"
         for name in ("train_size", "val_size", "test_size", "eval_steps", "threads"):
             setattr(self, name, validate_count(getattr(self, name), where, name, allow_none=True))
@@ -128,6 +129,8 @@ class FinetuneConfig:
             raise ValueError(f"{where}: max_steps must be an integer (<= 0: train for epochs), got {self.max_steps!r}")
         if self.max_steps <= 0 and not (is_finite_real(self.epochs) and self.epochs > 0):
             raise ValueError(f"{where}: epochs must be a finite number > 0 when max_steps <= 0, got {self.epochs!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise ValueError(f"{where}: seed must be an integer in [0, 2**32), got {self.seed!r}")
         if not (is_finite_real(self.warmup_ratio) and 0 <= self.warmup_ratio < 1):
             raise ValueError(f"{where}: warmup_ratio must be a number in [0, 1), got {self.warmup_ratio!r}")
 
