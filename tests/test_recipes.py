@@ -426,6 +426,29 @@ def test_search_rejects_bad_arguments_before_loading_anything(kwargs, message):
         run_search(cfg, **{"n_trials": 1, **kwargs}, verbose=False)
 
 
+@pytest.mark.parametrize("argv, message", [
+    # the second method's setting is wrong: refused before the first method trains
+    (["compare", "--methods", "tt", "lora", "--wd", "lora=-1"],
+     "FinetuneConfig: weight_decay must be a finite number >= 0"),
+    (["compare", "--methods", "foo"], "unknown method 'foo'"),
+    (["search", "--trials", "0"], "run_search: n_trials must be an integer >= 1, got 0"),
+    (["search", "--alphas", "nan"], "SearchSpace.alphas: alpha must be a finite number, got nan"),
+    (["finetune", "--data", "nope"], "unknown data set 'nope'"),
+])
+def test_recipes_cli_reports_a_bad_setting_as_a_usage_error(tmp_path, capsys, argv, message):
+    from ttkernels.errors import SettingError
+    from ttkernels.recipes.__main__ import main
+
+    assert issubclass(SettingError, ValueError)  # callers catching ValueError keep working
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--model", "tiny-bert", "--out" if argv[0] != "finetune" else "--output-dir",
+              str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # refused before anything ran or was written
+
+
 def test_plots_are_written(tmp_path):
     pytest.importorskip("matplotlib")
     from ttkernels.recipes.plots import plot_results

@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 from .backends import info, set_backend, use_backend
 from .config import DEFAULT_TARGETS, TTConfig
 from .decompose import tt_relative_error, tt_svd
-from .errors import AdapterMismatchError, BackendUnavailableError, TTShapeError
+from .errors import AdapterMismatchError, BackendUnavailableError, SettingError, TTShapeError
 from .layer import TTLinear
 from .ops import tt_adapter, tt_linear
 from .patching import (
@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_TARGETS",
     "AdapterMismatchError",
     "BackendUnavailableError",
+    "SettingError",
     "TTConfig",
     "TTLinear",
     "TTShapeError",

@@ -23,6 +23,7 @@ import sys
 import time
 from dataclasses import replace
 
+from .errors import SettingError, TTShapeError
 from .utils import parse_rank
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -100,8 +101,23 @@ def _fmt_kb(nbytes: int) -> str:
     return f"{nbytes:,} bytes ({nbytes / 1024:.1f} KB)"
 
 
+def _given(value, default):
+    """The flag's value when it was given (0 included: FinetuneConfig then says what is wrong), else the default."""
+    return default if value is None else value
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.steps is not None and args.steps < 1:
+        parser.error(f"--steps must be an integer >= 1, got {args.steps}")
+    try:
+        return _run(args)
+    except (SettingError, TTShapeError) as err:  # a bad flag value: a usage error, not a traceback
+        parser.error(str(err))
+
+
+def _run(args: argparse.Namespace) -> int:
     defaults = dict(SYNTHETIC_DEFAULTS if args.synthetic else REAL_DEFAULTS)
     if args.data and not args.synthetic:
         defaults["data"] = args.data
@@ -111,24 +127,28 @@ def main(argv: list[str] | None = None) -> int:
             print(problem, file=sys.stderr)
             return 2
     try:
-        from .recipes.finetune import FinetuneConfig, finetune, load_task_data
+        from .recipes.finetune import METHODS, FinetuneConfig, finetune, load_task_data
     except ImportError as err:
         print(f"ttkernels demo needs the `tune` extra (transformers, accelerate, scikit-learn, ...): {err}\n"
               "  pip install 'ttkernels[tune]'", file=sys.stderr)
         return 2
 
+    unknown = [m for m in args.methods or [] if m not in METHODS]
+    if unknown:  # checked before the TT-LoRA run, not after it
+        raise SettingError(f"--methods: unknown method(s) {unknown}; known: {METHODS}")
     lrs = dict(SYNTHETIC_LR if args.synthetic else DEMO_LR)
     if args.lr is not None:
         lrs["tt"] = args.lr
     base = FinetuneConfig(
         method="tt", model=defaults["model"], data=defaults["data"],
-        train_size=args.train_size or defaults["train_size"], val_size=args.val_size or defaults["val_size"],
-        test_size=args.test_size or defaults["test_size"], epochs=args.epochs or defaults["epochs"],
-        max_steps=args.steps or -1, max_length=defaults["max_length"], batch_size=args.batch_size,
-        rank=args.rank or defaults["rank"], alpha=args.alpha or defaults["alpha"],
-        weight_decay=defaults["weight_decay"] if args.weight_decay is None else args.weight_decay,
-        shape=None if args.shape == "auto" else (args.shape or defaults["shape"]),
-        head_lr=args.head_lr or defaults["head_lr"],
+        train_size=_given(args.train_size, defaults["train_size"]),
+        val_size=_given(args.val_size, defaults["val_size"]),
+        test_size=_given(args.test_size, defaults["test_size"]), epochs=_given(args.epochs, defaults["epochs"]),
+        max_steps=_given(args.steps, -1), max_length=defaults["max_length"], batch_size=args.batch_size,
+        rank=_given(args.rank, defaults["rank"]), alpha=_given(args.alpha, defaults["alpha"]),
+        weight_decay=_given(args.weight_decay, defaults["weight_decay"]),
+        shape=None if args.shape == "auto" else _given(args.shape, defaults["shape"]),
+        head_lr=_given(args.head_lr, defaults["head_lr"]),
         seed=args.seed, threads=args.threads, progress=not args.no_progress, learning_rate=lrs["tt"],
         output_dir=os.path.join(args.output_dir, "tt"),
     )

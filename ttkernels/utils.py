@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 
+from .errors import SettingError
+
 logger = logging.getLogger("ttkernels")
 
 _warned: set[str] = set()
@@ -48,21 +50,21 @@ def is_finite_real(value: object) -> bool:
 def validate_dropout(dropout: object, where: str) -> float:
     """A dropout probability in [0, 1) as a float; ``where`` prefixes the error (a layer name, or the config)."""
     if not is_finite_real(dropout) or not 0.0 <= dropout < 1.0:  # type: ignore[operator]
-        raise ValueError(f"{where}: dropout must be a probability in [0, 1), got {dropout!r}")
+        raise SettingError(f"{where}: dropout must be a probability in [0, 1), got {dropout!r}")
     return float(dropout)  # type: ignore[arg-type]
 
 
 def validate_alpha(alpha: object, where: str) -> float:
     """A finite real α as a float; ``where`` prefixes the error (a layer name, or the config)."""
     if not is_finite_real(alpha):
-        raise ValueError(f"{where}: alpha must be a finite number, got {alpha!r}")
+        raise SettingError(f"{where}: alpha must be a finite number, got {alpha!r}")
     return float(alpha)  # type: ignore[arg-type]
 
 
 def _validate_positive(value: object, where: str, field: str) -> float:
     """A finite real number > 0 as a float; ``where`` prefixes the error and ``field`` names the setting."""
     if not is_finite_real(value) or value <= 0:  # type: ignore[operator]
-        raise ValueError(f"{where}: {field} must be a finite number > 0, got {value!r}")
+        raise SettingError(f"{where}: {field} must be a finite number > 0, got {value!r}")
     return float(value)  # type: ignore[arg-type]
 
 
@@ -74,7 +76,7 @@ def validate_count(value: object, where: str, field: str, allow_none: bool = Fal
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         what = "an integer >= 1" + (" or None" if allow_none else "")
-        raise ValueError(f"{where}: {field} must be {what}, got {value!r}")
+        raise SettingError(f"{where}: {field} must be {what}, got {value!r}")
     return int(value)
 
 
@@ -86,7 +88,7 @@ def validate_learning_rate(lr: object, where: str, field: str = "learning_rate")
 def validate_weight_decay(weight_decay: object, where: str) -> float:
     """A finite real weight decay >= 0 as a float; ``where`` prefixes the error."""
     if not is_finite_real(weight_decay) or weight_decay < 0:  # type: ignore[operator]
-        raise ValueError(f"{where}: weight_decay must be a finite number >= 0, got {weight_decay!r}")
+        raise SettingError(f"{where}: weight_decay must be a finite number >= 0, got {weight_decay!r}")
     return float(weight_decay)  # type: ignore[arg-type]
 
 
@@ -96,7 +98,7 @@ INIT_MODES = ("zero", "gaussian", "orthogonal")
 def validate_init(init: object, where: str) -> str:
     """One of :data:`INIT_MODES`; ``where`` prefixes the error."""
     if init not in INIT_MODES:
-        raise ValueError(f"{where}: init must be one of {', '.join(map(repr, INIT_MODES))}, got {init!r}")
+        raise SettingError(f"{where}: init must be one of {', '.join(map(repr, INIT_MODES))}, got {init!r}")
     return str(init)
 
 

@@ -18,6 +18,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
+from ..errors import SettingError, TTShapeError
 from ..utils import parse_rank, parse_rank_choice
 from .finetune import METHODS, FinetuneConfig
 from .search import SEARCH_BACKENDS
@@ -152,6 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     p_cap.add_argument("--out", default=None, help="also write capture.md and capture.csv into this folder")
 
     args = parser.parse_args(argv)
+    try:
+        return _dispatch(args, command)
+    except (SettingError, TTShapeError) as err:  # a bad setting: a usage error, not a traceback
+        parser.error(str(err))
+
+
+def _dispatch(args: argparse.Namespace, command: str) -> int:
     if args.command == "finetune":
         from .finetune import finetune
 

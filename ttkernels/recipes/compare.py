@@ -208,6 +208,16 @@ def run_compare(base: FinetuneConfig, methods: list[str], seeds: list[int], out_
     ``learning_rates`` / ``weight_decays`` map a method to its own value (others: the method's default lr,
     ``base.weight_decay``)."""
     out = Path(out_dir)
+
+    def config(method: str, seed: int) -> FinetuneConfig:
+        lr = (learning_rates or {}).get(method)
+        wd = (weight_decays or {}).get(method, base.weight_decay)
+        return replace(base, method=method, seed=seed, learning_rate=lr, weight_decay=wd, evaluate_before=False,
+                       head_lr=None if method == "head" else base.head_lr,  # head only: its lr is the head's
+                       output_dir=str(Path(runs_dir) / out.name / f"{method}-seed{seed}"))
+
+    # every run's settings are checked (FinetuneConfig) before the first one trains or anything is written
+    configs = {(seed, method): config(method, seed) for seed in seeds for method in methods}
     out.mkdir(parents=True, exist_ok=True)
     log = out / "runs.jsonl"
     data = load_task_data(base)
@@ -215,11 +225,7 @@ def run_compare(base: FinetuneConfig, methods: list[str], seeds: list[int], out_
     ran = 0
     for seed in seeds:
         for method in methods:
-            lr = (learning_rates or {}).get(method)
-            wd = (weight_decays or {}).get(method, base.weight_decay)
-            cfg = replace(base, method=method, seed=seed, learning_rate=lr, weight_decay=wd, evaluate_before=False,
-                          head_lr=None if method == "head" else base.head_lr,  # head only: its lr is the head's
-                          output_dir=str(Path(runs_dir) / out.name / f"{method}-seed{seed}"))
+            cfg = configs[seed, method]
             runs = read_runs(log)  # again before each run: another invocation may have logged this pair meanwhile
             for logged in (r for r in runs if r["method"] == method):
                 if diff := settings_mismatch(logged, cfg):

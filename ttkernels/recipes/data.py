@@ -29,6 +29,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import SettingError
+
 SPLIT_SEED = 0
 SENTIMENT_LABELS = ["negative", "neutral", "positive"]
 
@@ -256,5 +258,5 @@ def load_data(
     elif name == "synthetic":
         data = synthetic_task(train or 512, val or 128, test or 256)
     else:
-        raise ValueError(f"unknown data set {name!r}; known: {DATASETS}")
+        raise SettingError(f"unknown data set {name!r}; known: {DATASETS}")
     return data.subset(train, val, test)

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 import ttkernels
+from ttkernels.errors import SettingError
 from ttkernels.shapes import auto_shape, outer_shape
 from ttkernels.utils import (
     is_finite_real,
@@ -103,9 +104,9 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; known: {METHODS}")
+            raise SettingError(f"unknown method {self.method!r}; known: {METHODS}")
         if self.task not in ("seq-cls", "causal-lm"):
-            raise ValueError(f"unknown task {self.task!r}; known: seq-cls, causal-lm")
+            raise SettingError(f"unknown task {self.task!r}; known: seq-cls, causal-lm")
         # TT settings checked here, before a model or data set is loaded (patch checks them again)
         validate_init(self.init, "FinetuneConfig")
         self.init_scale = validate_init_scale(self.init_scale, "FinetuneConfig")
@@ -126,13 +127,14 @@ class FinetuneConfig:
         for name in ("max_length", "batch_size", "eval_batch_size", "evals_per_epoch", "patience"):
             setattr(self, name, validate_count(getattr(self, name), where, name))
         if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int):
-            raise ValueError(f"{where}: max_steps must be an integer (<= 0: train for epochs), got {self.max_steps!r}")
+            raise SettingError(
+                f"{where}: max_steps must be an integer (<= 0: train for epochs), got {self.max_steps!r}")
         if self.max_steps <= 0 and not (is_finite_real(self.epochs) and self.epochs > 0):
-            raise ValueError(f"{where}: epochs must be a finite number > 0 when max_steps <= 0, got {self.epochs!r}")
+            raise SettingError(f"{where}: epochs must be a finite number > 0 when max_steps <= 0, got {self.epochs!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
-            raise ValueError(f"{where}: seed must be an integer in [0, 2**32), got {self.seed!r}")
+            raise SettingError(f"{where}: seed must be an integer in [0, 2**32), got {self.seed!r}")
         if not (is_finite_real(self.warmup_ratio) and 0 <= self.warmup_ratio < 1):
-            raise ValueError(f"{where}: warmup_ratio must be a number in [0, 1), got {self.warmup_ratio!r}")
+            raise SettingError(f"{where}: warmup_ratio must be a number in [0, 1), got {self.warmup_ratio!r}")
 
     @property
     def lr(self) -> float:

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import SettingError
 from .data import package_dir, synthetic_vocab
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -83,7 +84,7 @@ def _auto_class(task: str):
         return AutoModelForSequenceClassification
     if task == "causal-lm":
         return AutoModelForCausalLM
-    raise ValueError(f"unknown task {task!r}; known: {TASKS}")
+    raise SettingError(f"unknown task {task!r}; known: {TASKS}")
 
 
 def _quiet_transformers() -> None:
@@ -101,7 +102,7 @@ def load_model(name: str = "minilm", task: str = "seq-cls", num_labels: int = 2,
         return load_smollm2(task, num_labels)
     if name == "tiny-bert":
         return tiny_bert(num_labels, task=task, **kwargs)
-    raise ValueError(f"unknown model {name!r}; known: {MODELS}")
+    raise SettingError(f"unknown model {name!r}; known: {MODELS}")
 
 
 def load_minilm(task: str = "seq-cls", num_labels: int = 2) -> LoadedModel:

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ttkernels.errors import SettingError
 from ttkernels.utils import (
     validate_alpha,
     validate_count,
@@ -246,7 +247,7 @@ def run_search(
     """
     # checked before the data and model load
     if backend not in SEARCH_BACKENDS:
-        raise ValueError(f"unknown search backend {backend!r}; use one of {', '.join(map(repr, SEARCH_BACKENDS))}")
+        raise SettingError(f"unknown search backend {backend!r}; use one of {', '.join(map(repr, SEARCH_BACKENDS))}")
     n_trials = validate_count(n_trials, "run_search", "n_trials")
     max_adapter_params = validate_count(max_adapter_params, "run_search", "max_adapter_params", allow_none=True)
     if base.method != "tt":
