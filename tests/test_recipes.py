@@ -152,6 +152,13 @@ def test_recipe_config_accepts_the_edges_of_its_ranges():
     cfg = FinetuneConfig(train_size=None, val_size=1, eval_steps=None, threads=None, warmup_ratio=0.0,
                          epochs=0, max_steps=3, patience=1)
     assert (cfg.train_size, cfg.val_size, cfg.max_steps, cfg.epochs) == (None, 1, 3, 0)
+    import json
+
+    import numpy as np
+
+    # numpy integers (a seed from a sweep script) are taken and stored as ints: the config goes to JSON
+    from_numpy = FinetuneConfig(seed=np.int64(7), max_steps=np.int64(5), batch_size=np.int32(8))
+    assert json.loads(json.dumps(from_numpy.to_dict()))["seed"] == 7 and type(from_numpy.batch_size) is int
 
 
 def test_recipe_end_to_end_tt_on_tiny_bert(tmp_path):

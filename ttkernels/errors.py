@@ -4,8 +4,8 @@ from __future__ import annotations
 
 
 class SettingError(ValueError):
-    """A setting outside what it may be (a learning rate <= 0, a split size of 0, an unknown method or model);
-    raised before any model or data loads, so the command-line tools print it as a usage error."""
+    """A setting outside what it may be (a learning rate <= 0, a split size of 0, an unknown method or model).
+    The recipes raise it before any model or data loads; the command-line tools print it as a usage error."""
 
 
 class TTShapeError(ValueError):
