@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import ttkernels
-from ttkernels import BackendUnavailableError, backends
+from ttkernels import BackendUnavailableError, SettingError, backends
 from ttkernels.ops import tt_linear
 
 
@@ -28,7 +28,7 @@ def test_precedence_argument_over_context_over_env(monkeypatch):
 
 
 def test_unknown_backend_names_are_rejected():
-    with pytest.raises(ValueError, match="unknown backend 'tpu'; valid names are auto, torch, triton, cuda"):
+    with pytest.raises(SettingError, match="unknown backend 'tpu'; valid names are auto, torch, triton, cuda"):
         ttkernels.set_backend("tpu")
     with pytest.raises(ValueError, match="TTKERNELS_BACKEND"):
         backends.validate_backend_name("fast", what="TTKERNELS_BACKEND")

@@ -5,7 +5,7 @@ import torch
 from utils import tiny_hf_model
 
 import ttkernels
-from ttkernels import TTLinear
+from ttkernels import SettingError, TTLinear
 
 MODELS = {
     "llama": ["q_proj", "v_proj"],
@@ -150,7 +150,7 @@ def test_gpt2_conv1d_is_handled_with_its_transposed_weight():
 
 def test_clear_errors():
     model = tiny_hf_model("bert")
-    with pytest.raises(ValueError, match="no linear layer of BertForSequenceClassification matches targets"):
+    with pytest.raises(SettingError, match="no linear layer of BertForSequenceClassification matches targets"):
         ttkernels.patch(model, targets=["q_proj"])
     with pytest.raises(ValueError, match="not linear layers"):
         ttkernels.patch(model, targets=["LayerNorm"])

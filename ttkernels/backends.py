@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 
-from .errors import BackendUnavailableError
+from .errors import BackendUnavailableError, SettingError
 from .utils import logger, warn_once
 
 BACKEND_NAMES = ("torch", "triton", "cuda")
@@ -83,10 +83,10 @@ def _load_module(path: str) -> tuple[ModuleType | None, str | None]:
 
 
 def validate_backend_name(name: str, *, what: str = "backend") -> str:
-    """Return ``name`` normalised, or raise ValueError listing the valid names."""
+    """Return ``name`` normalised, or raise SettingError (a ValueError) listing the valid names."""
     normalised = str(name).strip().lower()
     if normalised not in _VALID_REQUESTS:
-        raise ValueError(f"unknown {what} {name!r}; valid names are {', '.join(_VALID_REQUESTS)}")
+        raise SettingError(f"unknown {what} {name!r}; valid names are {', '.join(_VALID_REQUESTS)}")
     return normalised
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from .backends import validate_backend_name
+from .errors import SettingError
 from .utils import validate_alpha, validate_dropout, validate_init, validate_init_scale
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -67,12 +68,12 @@ class TTConfig:
         self.init_scale = validate_init_scale(self.init_scale, "TTConfig")
         self.dropout = validate_dropout(self.dropout, "TTConfig")
         if self.core_dtype not in _DTYPES:
-            raise ValueError(f"core_dtype must be one of {sorted(_DTYPES)}, got {self.core_dtype!r}")
+            raise SettingError(f"core_dtype must be one of {sorted(_DTYPES)}, got {self.core_dtype!r}")
         if self.backend is not None:
             self.backend = validate_backend_name(self.backend)
         if isinstance(self.targets, (list, tuple)):
             if not self.targets or not all(isinstance(t, str) and t for t in self.targets):
-                raise ValueError(f"targets must be a non-empty list of module-name suffixes, got {self.targets!r}")
+                raise SettingError(f"targets must be a non-empty list of module-name suffixes, got {self.targets!r}")
             self.targets = list(self.targets)
         elif self.targets is not None and not isinstance(self.targets, str):
             raise TypeError(f"targets must be a list of names, a regex string or None, got {type(self.targets)}")
@@ -119,5 +120,5 @@ class TTConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"unknown TTConfig fields {sorted(unknown)}; known: {sorted(known)}")
+            raise SettingError(f"unknown TTConfig fields {sorted(unknown)}; known: {sorted(known)}")
         return cls(**data)

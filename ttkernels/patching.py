@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .config import DEFAULT_TARGETS, TTConfig
+from .errors import SettingError
 from .layer import TTLinear, base_kind
 from .utils import logger
 
@@ -36,7 +37,7 @@ def resolve_targets(model: nn.Module, targets: list[str] | str | None) -> list[s
     model_type = _model_type(model)
     if model_type in DEFAULT_TARGETS:
         return DEFAULT_TARGETS[model_type]
-    raise ValueError(
+    raise SettingError(
         f"no default targets for model type {model_type!r}; pass targets=[...] (module-name suffixes such as "
         f"'q_proj') or a regular expression. Known defaults: {DEFAULT_TARGETS}"
     )
@@ -111,14 +112,14 @@ def patch(
         parent_name = name.rpartition(".")[0]
         parent = model.get_submodule(parent_name) if parent_name else model
         if isinstance(parent, nn.MultiheadAttention):
-            raise ValueError(
+            raise SettingError(
                 f"patch: {name} is the out_proj of an nn.MultiheadAttention, which reads its weight directly "
                 "instead of calling the module, so an adapter there would never run; exclude it"
             )
         chosen.append((name, target))
     if not chosen:
         hint = f"; matching modules that are not linear layers: {rejected}" if rejected else ""
-        raise ValueError(
+        raise SettingError(
             f"patch: no linear layer of {type(model).__name__} matches targets {resolved!r}{hint}. "
             f"Examples of module names: {[n for n, _ in model.named_modules() if n][:8]}"
         )
@@ -127,7 +128,7 @@ def patch(
     for suffix in config.modules_to_save or []:
         found = [n for n, _ in model.named_modules() if n and _suffix_match(n, suffix)]
         if not found:
-            raise ValueError(f"modules_to_save: no module of {type(model).__name__} is named {suffix!r}")
+            raise SettingError(f"modules_to_save: no module of {type(model).__name__} is named {suffix!r}")
         saved_modules.extend(found)
 
     requires_grad = {n: p.requires_grad for n, p in model.named_parameters()}
