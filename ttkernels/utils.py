@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 import os
 
 from .errors import SettingError
@@ -39,11 +41,13 @@ def env_flag(name: str, default: bool = False) -> bool:
     )
 
 
+def is_integer(value: object) -> bool:
+    """An integer, numpy's included (bools are not numbers here)."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral)
+
+
 def is_finite_real(value: object) -> bool:
     """A real number that is finite (bools are not numbers here)."""
-    import math
-    import numbers
-
     return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
 
 
@@ -70,11 +74,9 @@ def _validate_positive(value: object, where: str, field: str) -> float:
 
 def validate_count(value: object, where: str, field: str, allow_none: bool = False) -> int | None:
     """An integer >= 1 (or None when ``allow_none``); ``where`` prefixes the error and ``field`` names the setting."""
-    import numbers
-
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    if not is_integer(value) or value < 1:  # type: ignore[operator]
         what = "an integer >= 1" + (" or None" if allow_none else "")
         raise SettingError(f"{where}: {field} must be {what}, got {value!r}")
     return int(value)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 import os
 import shutil
 import time
@@ -34,6 +33,7 @@ from ttkernels.errors import SettingError
 from ttkernels.shapes import auto_shape, outer_shape
 from ttkernels.utils import (
     is_finite_real,
+    is_integer,
     validate_count,
     validate_dropout,
     validate_init,
@@ -127,13 +127,13 @@ class FinetuneConfig:
             setattr(self, name, validate_count(getattr(self, name), where, name, allow_none=True))
         for name in ("max_length", "batch_size", "eval_batch_size", "evals_per_epoch", "patience"):
             setattr(self, name, validate_count(getattr(self, name), where, name))
-        if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, numbers.Integral):
+        if not is_integer(self.max_steps):
             raise SettingError(
                 f"{where}: max_steps must be an integer (<= 0: train for epochs), got {self.max_steps!r}")
         self.max_steps = int(self.max_steps)  # numpy ints too; to_dict() goes to JSON
         if self.max_steps <= 0 and not (is_finite_real(self.epochs) and self.epochs > 0):
             raise SettingError(f"{where}: epochs must be a finite number > 0 when max_steps <= 0, got {self.epochs!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or not 0 <= self.seed < 2**32:
+        if not is_integer(self.seed) or not 0 <= self.seed < 2**32:
             raise SettingError(f"{where}: seed must be an integer in [0, 2**32), got {self.seed!r}")
         self.seed = int(self.seed)
         if not (is_finite_real(self.warmup_ratio) and 0 <= self.warmup_ratio < 1):
