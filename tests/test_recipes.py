@@ -714,6 +714,68 @@ def test_budget_warns_when_two_records_of_a_seed_disagree(tmp_path, caplog):
     assert rows[0]["mean"] == pytest.approx(72.0)  # the first folder's record
 
 
+def _protocol(data, train_size, max_steps):
+    return {"model": "minilm", "data": data, "task": "seq-cls", "train_size": train_size, "val_size": 200,
+            "test_size": 1000, "max_steps": max_steps}
+
+
+def test_budget_refuses_runs_of_different_protocols(tmp_path):
+    from ttkernels.recipes.budget import paired_gaps
+
+    small = _write_runs(tmp_path / "small", [_fake_run("lora", s, 0.70, 73_728, rank=8, **_protocol("t", 1000, 288))
+                                             for s in range(2)])
+    big = _write_runs(tmp_path / "big", [_fake_run("tt", s, 0.72, 4_224, rank=2, shape="8x8",
+                                                   **_protocol("t", 4000, 1125)) for s in range(2)])
+    # the same seeds and settings at two training sizes would otherwise pair (or merge) silently
+    with pytest.raises(ValueError, match=r"2 protocols .*train 1000 / val 200 / test 1000, at most 288 steps: "
+                                         r"\['small'\].*train 4000 .*\['big'\].*`trend`"):
+        paired_gaps([small, big])
+    longer = _write_runs(tmp_path / "longer", [_fake_run("tt", 0, 0.7, 4_224, rank=2, **_protocol("t", 1000, 96))])
+    with pytest.raises(ValueError, match="at most 96 steps"):  # 3 epochs against 9: another protocol too
+        paired_gaps([small, longer])
+
+
+def test_trend_pairs_within_each_protocol_and_plots_the_gap_by_training_size(tmp_path, caplog):
+    from ttkernels.recipes.__main__ import main
+    from ttkernels.recipes.budget import gap_trend
+
+    def runs(data, size, steps, lora, tt, seeds=range(3)):
+        return [*[_fake_run("lora", s, lora + 0.01 * s, 73_728, rank=8, **_protocol(data, size, steps)) for s in seeds],
+                *[_fake_run("tt", s, tt + 0.01 * s + 0.002 * (s == 1), 4_224, rank=[2, 4, 2], shape="64x6x6x64",
+                            alpha=0.25, **_protocol(data, size, steps)) for s in seeds],
+                *[_fake_run("head", s, 0.5, 0, **_protocol(data, size, steps)) for s in seeds]]
+
+    binary = _write_runs(tmp_path / "binary", runs("tweets-binary", 1000, 288, 0.87, 0.86))
+    # one folder may hold two protocols; the 4000 one has a seed 3 without a TT partner
+    mixed = _write_runs(tmp_path / "mixed", [*runs("tweets-binary", 4000, 1125, 0.88, 0.877),
+                                             _fake_run("lora", 3, 0.9, 73_728, rank=8,
+                                                       **_protocol("tweets-binary", 4000, 1125)),
+                                             *runs("tweets", 1000, 288, 0.72, 0.70)])
+    no_ref = _write_runs(tmp_path / "noref", [_fake_run("tt", 0, 0.8, 4_224, rank=2, **_protocol("x", 10, 1))])
+    with caplog.at_level("WARNING", logger="ttkernels"):
+        rows = gap_trend([binary, mixed, no_ref])
+    assert "trend: minilm, x, train 10" in caplog.text and "skipped" in caplog.text
+    got = [(r["data"], r["train_size"], r["seeds"], r["gap"], r["reference_mean"]) for r in rows]
+    # sorted by series (task, configuration), then by training size; head-only is not a --methods default
+    # (LoRA's mean is over the paired seeds: seed 3 of the 4000 protocol has no TT run and is left out)
+    assert got == [("tweets", 1000, 3, pytest.approx(-2.0 + 0.2 / 3), pytest.approx(73.0)),
+                   ("tweets-binary", 1000, 3, pytest.approx(-1.0 + 0.2 / 3), pytest.approx(88.0)),
+                   ("tweets-binary", 4000, 3, pytest.approx(-0.3 + 0.2 / 3), pytest.approx(89.0))]
+    assert rows[1]["series"] == rows[2]["series"] != rows[0]["series"]
+    assert rows[2]["config_label"] == "TT-LoRA 64x6x6x64 rank [2, 4, 2], α 0.25"
+    assert sorted(r["method"] for r in gap_trend([binary], methods=("tt", "head"))) == ["head", "tt"]
+
+    out = tmp_path / "trend"
+    assert main(["trend", str(binary), str(mixed), "--out", str(out), "--title", "toy"]) == 0
+    assert (out / "fig_trend.png").stat().st_size > 10_000
+    lines = [row for row in (out / "trend.md").read_text().splitlines() if row.startswith("| minilm")]
+    assert len(lines) == 3
+    assert lines[2].startswith("| minilm, tweets-binary | TT-LoRA 64x6x6x64 rank [2, 4, 2], α 0.25 | 4,000 | 3 |")
+    assert lines[2].rstrip().endswith("| met |") and lines[1].rstrip().endswith("| not met |")
+    with pytest.raises(SystemExit, match=r"trend: no protocol .*LoRA r=8 runs and runs of \['full'\]"):
+        main(["trend", str(binary), "--out", str(out), "--methods", "full"])
+
+
 def test_compare_refuses_a_folder_that_holds_other_settings_for_a_method(tmp_path):
     from ttkernels.recipes.__main__ import main
 

@@ -144,6 +144,16 @@ def main(argv: list[str] | None = None) -> int:
     p_bud.add_argument("--max-gap", type=float, default=0.5, help="accuracy points below LoRA r=8 the goal allows")
     p_bud.add_argument("--min-ratio", type=float, default=15.0, help="how many times fewer adapter parameters")
 
+    p_tr = sub.add_parser("trend", help="paired accuracy gap to LoRA r=8 against the training-set size (trend.md, "
+                          "fig_trend.png) from comparison folders of one or more protocols")
+    p_tr.add_argument("folders", nargs="+", help="compare --out folders (runs.jsonl), e.g. one per training size")
+    p_tr.add_argument("--out", required=True, help="folder for trend.md and fig_trend.png")
+    p_tr.add_argument("--title", default="")
+    p_tr.add_argument("--methods", nargs="+", default=["tt"], choices=["tt", "lora", "full", "head"],
+                      help="which methods' configurations to show (LoRA r=8 is the reference)")
+    p_tr.add_argument("--max-gap", type=float, default=0.5, help="accuracy points below LoRA r=8 the goal allows")
+    p_tr.add_argument("--min-ratio", type=float, default=15.0, help="how many times fewer adapter parameters")
+
     p_cap = sub.add_parser("capture", help="how much of a trained PEFT LoRA update TT shapes/ranks can hold (TT-SVD)")
     p_cap.add_argument("adapter", help="PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors)")
     p_cap.add_argument("--shapes", nargs="+", default=["outer", "auto:6"],
@@ -207,6 +217,17 @@ def _dispatch(args: argparse.Namespace, command: str) -> int:
         for path in paths:
             print(path)
         print((Path(args.out) / "budget.md").read_text())
+    elif args.command == "trend":
+        from .budget import write_trend
+
+        try:
+            paths = write_trend(args.folders, args.out, title=args.title, max_gap=args.max_gap,
+                                min_ratio=args.min_ratio, methods=tuple(args.methods), command=command)
+        except (FileNotFoundError, ValueError) as err:
+            raise SystemExit(f"trend: {err}") from None
+        for path in paths:
+            print(path)
+        print((Path(args.out) / "trend.md").read_text())
     elif args.command == "plot":
         from .plots import plot_results
 

@@ -63,6 +63,40 @@ def _folder_names(folders: list[Path]) -> dict[Path, str]:
     return {f: f.name if names.count(f.name) == 1 else str(f) for f in folders}
 
 
+PROTOCOL_FIELDS = ("model", "data", "task", "train_size", "val_size", "test_size", "max_steps")
+
+
+def protocol_of(run: dict[str, Any]) -> tuple[Any, ...]:
+    """What must be equal for two runs' accuracies to be paired: model, data set, task, split sizes and the
+    training length in optimizer steps (which the epochs and batch size set). Missing fields are None."""
+    return tuple(run.get(f) for f in PROTOCOL_FIELDS)
+
+
+def protocol_label(protocol: tuple[Any, ...]) -> str:
+    fields = dict(zip(PROTOCOL_FIELDS, protocol, strict=True))
+    if all(v is None for v in protocol):
+        return "unrecorded protocol"
+    sizes = " / ".join(f"{name} {fields[f'{name}_size']}" for name in ("train", "val", "test"))
+    task = f" ({fields['task']})" if fields["task"] not in (None, "seq-cls") else ""
+    return f"{fields['model']}, {fields['data']}{task}, {sizes}, at most {fields['max_steps']} steps"
+
+
+Source = tuple[str, Path, list[dict[str, Any]]]  # display name, folder, its runs
+
+
+def _read_folders(folders: list[str | Path]) -> list[Source]:
+    """(display name, folder, runs) per folder; FileNotFoundError for a folder without runs."""
+    paths = [Path(f) for f in folders]
+    names = _folder_names(paths)
+    sources = []
+    for folder in paths:
+        runs = read_runs(folder / "runs.jsonl")
+        if not runs:
+            raise FileNotFoundError(f"{folder / 'runs.jsonl'} is missing or empty: not a compare --out folder")
+        sources.append((names[folder], folder, runs))
+    return sources
+
+
 def paired_gaps(folders: list[str | Path], reference_rank: int = GOAL_LORA_RANK,
                 metric: str = "test_accuracy") -> list[dict[str, Any]]:
     """One row per configuration: adapter parameters, seeds paired with LoRA r=``reference_rank`` (on the
@@ -72,17 +106,29 @@ def paired_gaps(folders: list[str | Path], reference_rank: int = GOAL_LORA_RANK,
     A configuration is its :func:`~ttkernels.recipes.compare.run_settings`; its seeds are gathered from every
     folder (a seed logged twice, e.g. a baseline one folder copied from another, counts once; a warning names a
     seed whose two records disagree). Configurations that share a label get their hyperparameters added to it.
-    Raises FileNotFoundError for a folder without runs, ValueError without reference runs or with references of
-    different settings."""
+    Raises FileNotFoundError for a folder without runs, ValueError without reference runs, with references of
+    different settings, or with runs of more than one protocol (model, data, task, split sizes: see
+    :func:`gap_trend` to compare protocols)."""
+    sources = _read_folders(folders)
+    protocols: dict[tuple[Any, ...], list[str]] = {}
+    for name, _, runs in sources:
+        for run in runs:
+            seen = protocols.setdefault(protocol_of(run), [])
+            if name not in seen:
+                seen.append(name)
+    if len(protocols) > 1:
+        raise ValueError(f"the folders hold runs of {len(protocols)} protocols ("
+                         + "; ".join(f"{protocol_label(p)}: {names}" for p, names in protocols.items())
+                         + "): accuracies pair only within one; `trend` compares the gap across protocols")
+    return _paired_rows(sources, reference_rank, metric)
+
+
+def _paired_rows(sources: list[Source], reference_rank: int,
+                 metric: str) -> list[dict[str, Any]]:
     from scipy.stats import t as student_t
 
-    folders = [Path(f) for f in folders]
-    names = _folder_names(folders)
     configs: dict[str, dict[str, Any]] = {}
-    for folder in folders:
-        runs = read_runs(folder / "runs.jsonl")
-        if not runs:
-            raise FileNotFoundError(f"{folder / 'runs.jsonl'} is missing or empty: not a compare --out folder")
+    for name, folder, runs in sources:
         for run in runs:
             settings = run_settings(run)
             config = configs.setdefault(_key(settings), {"settings": settings, "runs": {}, "folders": []})
@@ -91,12 +137,12 @@ def paired_gaps(folders: list[str | Path], reference_rank: int = GOAL_LORA_RANK,
             if differ:
                 logger.warning("%s: seed %s is logged twice with the same settings but different results (%s); the "
                                "first copy read is kept", folder, run["seed"], "; ".join(differ))
-            if names[folder] not in config["folders"]:
-                config["folders"].append(names[folder])
+            if name not in config["folders"]:
+                config["folders"].append(name)
     references = [c for c in configs.values() if _is_reference(next(iter(c["runs"].values())), reference_rank)]
     if not references:
-        raise ValueError(f"none of {[str(f) for f in folders]} has LoRA r={reference_rank} runs (on the default "
-                         "targets) to pair with")
+        raise ValueError(f"none of {[str(folder) for _, folder, _ in sources]} has LoRA r={reference_rank} runs (on "
+                         "the default targets) to pair with")
     if len(references) > 1:
         raise ValueError(f"the folders hold LoRA r={reference_rank} runs of {len(references)} different settings ("
                          + "; ".join(f"{c['folders']}: lr {c['settings']['learning_rate']}, alpha "
@@ -120,6 +166,7 @@ def paired_gaps(folders: list[str | Path], reference_rank: int = GOAL_LORA_RANK,
             "label": _config_label(first), "method": first["method"], "folders": config["folders"],
             "settings": config["settings"], "adapter_params": first["adapter_params"], "seeds": n,
             "mean": statistics.fmean(100 * by_seed[s][metric] for s in seeds),
+            "reference_mean": statistics.fmean(100 * reference[s][metric] for s in seeds),  # the same seeds
             "val_loss": statistics.fmean(by_seed[s]["best_val_loss"] for s in seeds)
             if all(by_seed[s].get("best_val_loss") is not None for s in seeds) else float("nan"),
             "gap": mean_gap, "gap_se": se, "ci_low": mean_gap - half, "ci_high": mean_gap + half,
@@ -133,6 +180,7 @@ def paired_gaps(folders: list[str | Path], reference_rank: int = GOAL_LORA_RANK,
             row["label"] += (f" (lr {st['learning_rate']:g}, {alpha}wd {st['weight_decay']:g}"
                              + (f", dropout {st['dropout']:g}" if st["dropout"] else "") + ")")
     for row in rows:
+        row["config_label"] = row["label"]
         row["label"] += f" [{', '.join(row['folders'])}]" if row["method"] == "tt" else ""
     return sorted(rows, key=lambda r: (r["adapter_params"] or 0, r["label"]))
 
@@ -242,5 +290,125 @@ def write_budget(folders: list[str | Path], out_dir: str | Path, title: str = ""
     if command:
         text += ["```", command, "```", ""]
     md = out_dir / "budget.md"
+    md.write_text("\n".join(text))
+    return md, png
+
+
+def gap_trend(folders: list[str | Path], methods: tuple[str, ...] = ("tt",), reference_rank: int = GOAL_LORA_RANK,
+              metric: str = "test_accuracy") -> list[dict[str, Any]]:
+    """The paired gap to LoRA r=``reference_rank`` per protocol: runs from all ``folders`` are grouped by
+    :func:`protocol_of` (e.g. one group per training-set size), and :func:`paired_gaps`' pairing runs within each
+    group. One row per (protocol, configuration) of the given ``methods``, with the protocol's fields added
+    (``train_size`` etc.), its label, and ``series``: the configuration and every protocol field but the training
+    size, so that one configuration on one task at several training sizes forms one series. Protocols without
+    reference runs are skipped with a warning."""
+    by_protocol: dict[tuple[Any, ...], list[Source]] = {}
+    for name, folder, runs in _read_folders(folders):
+        groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        for run in runs:
+            groups.setdefault(protocol_of(run), []).append(run)
+        for protocol, group in groups.items():
+            by_protocol.setdefault(protocol, []).append((name, folder, group))
+    rows = []
+    for protocol, sources in by_protocol.items():
+        try:
+            paired = _paired_rows(sources, reference_rank, metric)
+        except ValueError as err:
+            logger.warning("trend: %s skipped: %s", protocol_label(protocol), err)
+            continue
+        reference = next(r for r in paired if r["reference"])
+        fields = dict(zip(PROTOCOL_FIELDS, protocol, strict=True))
+        task = {k: v for k, v in fields.items() if k not in ("train_size", "max_steps")}
+        for row in paired:
+            if row["reference"] or row["method"] not in methods:
+                continue
+            rows.append({**row, **fields, "protocol": protocol_label(protocol),
+                         "reference_params": reference["adapter_params"],
+                         "series": (_key(task), _key(row["settings"]))})
+    return sorted(rows, key=lambda r: (r["series"], r["train_size"] or 0))
+
+
+def trend_table(rows: list[dict[str, Any]], max_gap: float = 0.5, min_ratio: float = 15.0,
+                metric_name: str = "test accuracy") -> str:
+    table = [{
+        "data": f"{r['model']}, {r['data']}", "configuration": r["config_label"], "train examples": r["train_size"],
+        "seeds": r["seeds"], f"{metric_name} %": f"{r['mean']:.2f}", f"LoRA r={GOAL_LORA_RANK} %":
+        f"{r['reference_mean']:.2f}", "paired gap": f"{r['gap']:+.2f}",
+        "SE": "" if math.isnan(r["gap_se"]) else f"{r['gap_se']:.2f}",
+        "95 % interval": "" if math.isnan(r["ci_low"]) else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]",
+        "goal": goal_status(r, r["reference_params"], max_gap, min_ratio),
+    } for r in rows]
+    return markdown_table(table)
+
+
+def plot_trend(rows: list[dict[str, Any]], out: str | Path, title: str = "", max_gap: float = 0.5,
+               metric_name: str = "test accuracy") -> Path:
+    """Paired gap to LoRA r=8 (mean and 95 % interval) against the number of training examples, one line per
+    series (configuration and task); the gaps the goal allows are shaded."""
+    from .plots import _pyplot
+
+    plt = _pyplot()
+    series: dict[Any, list[dict[str, Any]]] = {}
+    for r in rows:
+        series.setdefault(r["series"], []).append(r)
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=150)
+    sizes = sorted({r["train_size"] for r in rows if r["train_size"]})
+    offsets = [1.0 + 0.025 * (i - (len(series) - 1) / 2) for i in range(len(series))]  # keep error bars apart
+    for (_, points), offset in zip(series.items(), offsets, strict=True):
+        xs = [p["train_size"] * offset for p in points]
+        ys = [p["gap"] for p in points]
+        yerr = [[0.0 if math.isnan(p["ci_low"]) else p["gap"] - p["ci_low"] for p in points],
+                [0.0 if math.isnan(p["ci_high"]) else p["ci_high"] - p["gap"] for p in points]]
+        first = points[0]
+        label = f"{first['data']}: {first['config_label']} ({first['adapter_params']:,} params)"
+        line = ax.errorbar(xs, ys, yerr=yerr, fmt="-o", capsize=3, label=label)
+        for x, p in zip(xs, points, strict=True):
+            ax.annotate(f"{p['gap']:+.2f} ({p['seeds']})", (x, p["gap"]), xytext=(7, 3), textcoords="offset points",
+                        fontsize=7, color=line[0].get_color())
+    low = min([r["ci_low"] if not math.isnan(r["ci_low"]) else r["gap"] for r in rows] + [-max_gap]) - 0.3
+    high = max([r["ci_high"] if not math.isnan(r["ci_high"]) else r["gap"] for r in rows] + [0.0]) + 0.3
+    ax.axhspan(-max_gap, high, color="tab:green", alpha=0.12, zorder=0)
+    ax.axhline(-max_gap, color="tab:green", ls="--", lw=1)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_ylim(low, high)
+    ax.set_xscale("log")
+    ax.set_xticks(sizes, [f"{s:,}" for s in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("training examples (log scale); in brackets: seeds")
+    ax.set_ylabel(f"{metric_name} − LoRA r={GOAL_LORA_RANK}, same seed (points)")
+    ax.set_title((title + "\n" if title else "") + f"mean paired gap and 95 % t-interval; green: within {max_gap:g} "
+                 f"points of LoRA r={GOAL_LORA_RANK}", fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
+def write_trend(folders: list[str | Path], out_dir: str | Path, title: str = "", max_gap: float = 0.5,
+                min_ratio: float = 15.0, methods: tuple[str, ...] = ("tt",),
+                command: str | None = None) -> tuple[Path, Path]:
+    """``trend.md`` (the table) and ``fig_trend.png`` (the figure) in ``out_dir``. ValueError when no protocol
+    has both reference runs and runs of ``methods``."""
+    rows = gap_trend(folders, methods=methods)
+    if not rows:
+        raise ValueError(f"no protocol in {[str(f) for f in folders]} has both LoRA r={GOAL_LORA_RANK} runs and runs "
+                         f"of {list(methods)} to pair")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png = plot_trend(rows, out_dir / "fig_trend.png", title=title, max_gap=max_gap)
+    text = [f"# {title or 'Paired gap to LoRA r=' + str(GOAL_LORA_RANK) + ' by training-set size'}", "",
+            f"Per protocol (model, data, split sizes, training length), each configuration's test accuracy minus "
+            f"that of LoRA r={GOAL_LORA_RANK} on the same seed, over the seeds both ran: mean, standard error and "
+            f"95 % t-interval. Goal: at most 1/{min_ratio:g} of LoRA's adapter parameters and a mean gap of at "
+            f"least −{max_gap:g} points.", "", trend_table(rows, max_gap, min_ratio), "",
+            "Protocols: " + "; ".join(sorted({r["protocol"] for r in rows})), "",
+            "Folders: " + ", ".join(f"`{f}`" for f in folders), ""]
+    if command:
+        text += ["```", command, "```", ""]
+    md = out_dir / "trend.md"
     md.write_text("\n".join(text))
     return md, png
