@@ -39,8 +39,9 @@ class TTConfig:
         metadata={"help": "Module-name suffixes (list) or one regular expression (str, full match). "
                   "None: the default for the model type (DEFAULT_TARGETS)."},
     )
-    rank: int | list[int] | dict[str, int | list[int]] = field(
-        default=5, metadata={"help": "TT rank: one int, the d-1 inner ranks, or a dict target -> rank."}
+    rank: int | list[int] | str | dict[str, int | list[int] | str] = field(
+        default=5, metadata={"help": "TT rank: one int, the d-1 inner ranks, 'r/R' (r on every bond, R on the "
+                                  "output/input bond), or a dict target -> rank."}
     )
     alpha: float = field(default=8.0, metadata={"help": "Scale of ΔW: y = W0 x + alpha * ΔW x (not divided by r)."})
     shape: list[int] | dict[str, list[int] | None] | None = field(

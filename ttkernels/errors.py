@@ -5,7 +5,8 @@ from __future__ import annotations
 
 class SettingError(ValueError):
     """A setting outside what it may be (a learning rate <= 0, a split size of 0, an unknown method or model).
-    The recipes raise it before any model or data loads; the command-line tools print it as a usage error."""
+    The recipes raise it before any model or data loads (patch targets that match nothing: once the model has
+    loaded); the command-line tools print it as a usage error."""
 
 
 class TTShapeError(ValueError):
