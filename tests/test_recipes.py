@@ -774,6 +774,17 @@ def test_trend_pairs_within_each_protocol_and_plots_the_gap_by_training_size(tmp
     assert lines[2].rstrip().endswith("| met |") and lines[1].rstrip().endswith("| not met |")
     with pytest.raises(SystemExit, match=r"trend: no protocol .*LoRA r=8 runs and runs of \['full'\]"):
         main(["trend", str(binary), "--out", str(out), "--methods", "full"])
+    # LoRA r=8 at two learning rates in one protocol is a conflict, not something to skip
+    lr2 = _write_runs(tmp_path / "lr2", [_fake_run("lora", 0, 0.6, 73_728, rank=8, learning_rate=5e-3,
+                                                   **_protocol("tweets-binary", 1000, 288))])
+    with pytest.raises(ValueError, match="2 different settings"):
+        gap_trend([binary, lr2])
+    # the same configuration at one size under two training lengths (e.g. 3 and 9 epochs) is drawn twice: warned
+    short = _write_runs(tmp_path / "short", runs("tweets-binary", 1000, 96, 0.85, 0.84))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="ttkernels"):
+        assert len(gap_trend([binary, short])) == 2
+    assert "at 1000 training examples has two protocols" in caplog.text
 
 
 def test_compare_refuses_a_folder_that_holds_other_settings_for_a_method(tmp_path):

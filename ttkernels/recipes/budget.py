@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +108,8 @@ def paired_gaps(folders: list[str | Path], reference_rank: int = GOAL_LORA_RANK,
     folder (a seed logged twice, e.g. a baseline one folder copied from another, counts once; a warning names a
     seed whose two records disagree). Configurations that share a label get their hyperparameters added to it.
     Raises FileNotFoundError for a folder without runs, ValueError without reference runs, with references of
-    different settings, or with runs of more than one protocol (model, data, task, split sizes: see
-    :func:`gap_trend` to compare protocols)."""
+    different settings, or with runs of more than one protocol (:func:`protocol_of`; :func:`gap_trend` compares
+    protocols)."""
     sources = _read_folders(folders)
     protocols: dict[tuple[Any, ...], list[str]] = {}
     for name, _, runs in sources:
@@ -301,7 +302,8 @@ def gap_trend(folders: list[str | Path], methods: tuple[str, ...] = ("tt",), ref
     group. One row per (protocol, configuration) of the given ``methods``, with the protocol's fields added
     (``train_size`` etc.), its label, and ``series``: the configuration and every protocol field but the training
     size, so that one configuration on one task at several training sizes forms one series. Protocols without
-    reference runs are skipped with a warning."""
+    reference runs are skipped with a warning; references of different settings within one protocol raise
+    ValueError, as in :func:`paired_gaps`."""
     by_protocol: dict[tuple[Any, ...], list[Source]] = {}
     for name, folder, runs in _read_folders(folders):
         groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
@@ -311,11 +313,11 @@ def gap_trend(folders: list[str | Path], methods: tuple[str, ...] = ("tt",), ref
             by_protocol.setdefault(protocol, []).append((name, folder, group))
     rows = []
     for protocol, sources in by_protocol.items():
-        try:
-            paired = _paired_rows(sources, reference_rank, metric)
-        except ValueError as err:
-            logger.warning("trend: %s skipped: %s", protocol_label(protocol), err)
+        if not any(_is_reference(run, reference_rank) for _, _, runs in sources for run in runs):
+            logger.warning("trend: %s skipped: %s have no LoRA r=%d runs (on the default targets) to pair with",
+                           protocol_label(protocol), [name for name, _, _ in sources], reference_rank)
             continue
+        paired = _paired_rows(sources, reference_rank, metric)
         reference = next(r for r in paired if r["reference"])
         fields = dict(zip(PROTOCOL_FIELDS, protocol, strict=True))
         task = {k: v for k, v in fields.items() if k not in ("train_size", "max_steps")}
@@ -325,7 +327,13 @@ def gap_trend(folders: list[str | Path], methods: tuple[str, ...] = ("tt",), ref
             rows.append({**row, **fields, "protocol": protocol_label(protocol),
                          "reference_params": reference["adapter_params"],
                          "series": (_key(task), _key(row["settings"]))})
-    return sorted(rows, key=lambda r: (r["series"], r["train_size"] or 0))
+    rows.sort(key=lambda r: (r["series"], r["train_size"] or 0))
+    for a, b in pairwise(rows):
+        if a["series"] == b["series"] and a["train_size"] == b["train_size"]:
+            logger.warning("trend: %s at %s training examples has two protocols (%s; %s), e.g. other epochs: both "
+                           "are drawn at the same size", a["config_label"], a["train_size"], a["protocol"],
+                           b["protocol"])
+    return rows
 
 
 def trend_table(rows: list[dict[str, Any]], max_gap: float = 0.5, min_ratio: float = 15.0,
