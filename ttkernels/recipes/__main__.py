@@ -1,10 +1,11 @@
-"""``python -m ttkernels.recipes {finetune,compare,search,plot,budget,capture}``: the recipes from the command line.
+"""``python -m ttkernels.recipes {finetune,compare,search,plot,budget,trend,capture}``: the recipes, command line.
 
     python -m ttkernels.recipes finetune --method tt --model minilm --data tweets
     python -m ttkernels.recipes compare --methods tt lora full head --seeds 0 1 2 --out results/minilm-tweets
     python -m ttkernels.recipes search --trials 24 --out results/minilm-tweets/search
     python -m ttkernels.recipes plot results/minilm-tweets
     python -m ttkernels.recipes budget results/minilm-tweets/tt-outer-wd results/minilm-tweets/lora-r1-value --out DIR
+    python -m ttkernels.recipes trend results/minilm-tweets-binary/{seeds0-9,train4000} --out DIR
     python -m ttkernels.recipes capture runs/lora/adapter --shapes outer 64x36x64 --ranks 2,4,2 2
 """
 
