@@ -247,6 +247,18 @@ def test_summary_names_lora_by_its_rank_and_judges_the_goal_only_against_r8():
     assert "not judged here" in goal_check(summarize(tt + r8_value))
 
 
+def test_summary_reports_mean_losses_where_recorded():
+    from ttkernels.recipes.compare import SUMMARY_COLUMNS, summarize
+
+    tt = [_fake_run("tt", s, 0.70, 4_000, test_loss=0.5 + 0.1 * s) for s in range(2)]
+    old = [_fake_run("lora", s, 0.70, 73_728, rank=8) for s in range(2)]  # records without a test loss
+    rows = summarize([*tt, dict(old[0], test_loss=0.4), old[1]])
+    assert (rows[0]["val_loss"], rows[0]["test_loss"]) == ("0.8000", "0.5500")
+    assert rows[1]["test_loss"] == "0.4000" and rows[1]["test_loss_mean"] == pytest.approx(0.4)
+    assert summarize(old)[0]["test_loss"] == ""
+    assert {"val_loss", "test_loss"} <= set(SUMMARY_COLUMNS)
+
+
 def test_compare_skips_a_pair_another_invocation_logged_meanwhile(tmp_path, monkeypatch):
     """runs.jsonl is re-read before each run, so two compare commands can share one folder."""
     from ttkernels.recipes import compare

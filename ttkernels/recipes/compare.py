@@ -10,6 +10,7 @@ accuracy and macro-F1 as mean ± std over seeds, and the wall time.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
@@ -89,6 +90,9 @@ def summarize(runs: list[dict[str, Any]], methods: list[str] | None = None) -> l
         f1 = _mean_std([100 * r["test_f1"] for r in rs])
         mcc = _mean_std([100 * r["test_mcc"] for r in rs])
         val = _mean_std([100 * r["val_accuracy"] for r in rs])
+        # losses: the mean where recorded (the test loss is what the selection by validation loss aims at)
+        val_loss = _mean_std([r["best_val_loss"] for r in rs if r.get("best_val_loss") is not None])[0]
+        test_loss = _mean_std([r["test_loss"] for r in rs if r.get("test_loss") is not None])[0]
         rows.append({
             "method": m, "name": method_name(rs[0]), "seeds": len(rs),
             "adapter_params": rs[0]["adapter_params"], "head_params": rs[0]["head_params"],
@@ -99,6 +103,9 @@ def summarize(runs: list[dict[str, Any]], methods: list[str] | None = None) -> l
             "val_accuracy_mean": val[0], "val_accuracy_std": val[1],
             "test_accuracy": f"{acc[0]:.2f} ± {acc[1]:.2f}", "test_f1": f"{f1[0]:.2f} ± {f1[1]:.2f}",
             "test_mcc": f"{mcc[0]:.2f} ± {mcc[1]:.2f}",
+            "val_loss_mean": val_loss, "test_loss_mean": test_loss,
+            "val_loss": "" if math.isnan(val_loss) else f"{val_loss:.4f}",
+            "test_loss": "" if math.isnan(test_loss) else f"{test_loss:.4f}",
             "learning_rate": rs[0]["learning_rate"], "rank": rs[0].get("rank"), "alpha": rs[0].get("alpha"),
             "shape": rs[0].get("shape"), "weight_decay": rs[0].get("weight_decay"),
             "dropout": rs[0].get("dropout"), "init": rs[0].get("init"), "init_scale": rs[0].get("init_scale"),
@@ -136,11 +143,12 @@ def goal_check(rows: list[dict[str, Any]], max_gap: float = 0.5, min_ratio: floa
 
 
 SUMMARY_COLUMNS = ["name", "seeds", "adapter_params", "trainable_params", "adapter_kb_fp16", "test_accuracy",
-                   "test_f1", "test_mcc", "wall_time_s_mean", "steps_mean", "learning_rate"]
+                   "test_f1", "test_mcc", "val_loss", "test_loss", "wall_time_s_mean", "steps_mean", "learning_rate"]
 SUMMARY_HEADERS = {
     "name": "method", "adapter_params": "adapter params (excl. head)", "trainable_params": "trainable params",
     "adapter_kb_fp16": "saved KB (16-bit, incl. head)", "test_accuracy": "test accuracy %",
-    "test_f1": "test macro-F1 %", "test_mcc": "test MCC ×100", "wall_time_s_mean": "wall time / run (s)",
+    "test_f1": "test macro-F1 %", "test_mcc": "test MCC ×100", "val_loss": "val loss (selects)",
+    "test_loss": "test loss", "wall_time_s_mean": "wall time / run (s)",
     "steps_mean": "steps", "learning_rate": "lr",
 }
 
@@ -195,7 +203,7 @@ def write_summary(out: Path, runs: list[dict[str, Any]], methods: list[str], bas
     return rows
 
 
-RUN_COLUMNS = ["method", "seed", "learning_rate", "adapter_params", "test_accuracy", "test_f1", "test_mcc",
+RUN_COLUMNS = ["method", "seed", "learning_rate", "adapter_params", "test_accuracy", "test_f1", "test_mcc", "test_loss",
                "val_accuracy", "best_val_loss", "best_step", "steps", "train_time_s", "wall_time_s"]
 
 
