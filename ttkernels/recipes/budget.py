@@ -224,6 +224,16 @@ def budget_table(rows: list[dict[str, Any]], max_gap: float = 0.5, min_ratio: fl
     return markdown_table(table)
 
 
+def _save_figure(plt: Any, fig: Any, out: str | Path) -> Path:
+    """Lay out, write ``out`` (its folder made as needed) and close the figure."""
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
 def plot_budget(rows: list[dict[str, Any]], out: str | Path, title: str = "", max_gap: float = 0.5,
                 min_ratio: float = 15.0, metric_name: str = "test accuracy") -> Path:
     """A forest plot: one line per configuration (by adapter parameters), its mean paired gap to LoRA r=8 with
@@ -266,12 +276,7 @@ def plot_budget(rows: list[dict[str, Any]], out: str | Path, title: str = "", ma
                  + f"green: within {max_gap:g} points of LoRA r={GOAL_LORA_RANK}\nblue (TT-LoRA) / brown (LoRA): "
                  f"within the {min_ratio:g}× parameter budget; grey: outside it", fontsize=9)
     ax.grid(True, axis="x", alpha=0.3)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, bbox_inches="tight")
-    plt.close(fig)
-    return out
+    return _save_figure(plt, fig, out)
 
 
 def write_budget(folders: list[str | Path], out_dir: str | Path, title: str = "", max_gap: float = 0.5,
@@ -388,12 +393,7 @@ def plot_trend(rows: list[dict[str, Any]], out: str | Path, title: str = "", max
                  f"points of LoRA r={GOAL_LORA_RANK}", fontsize=9)
     ax.legend(fontsize=7, loc="best")
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, bbox_inches="tight")
-    plt.close(fig)
-    return out
+    return _save_figure(plt, fig, out)
 
 
 def write_trend(folders: list[str | Path], out_dir: str | Path, title: str = "", max_gap: float = 0.5,
