@@ -207,28 +207,17 @@ def _dispatch(args: argparse.Namespace, command: str) -> int:
             out.mkdir(parents=True, exist_ok=True)
             write_csv(out / "capture.csv", rows)
             (out / "capture.md").write_text(f"```\n{command}\n```\n\n{len(updates)} LoRA layers.\n\n{table}\n")
-    elif args.command == "budget":
-        from .budget import write_budget
+    elif args.command in ("budget", "trend"):
+        from .budget import write_budget, write_trend
 
+        write, extra = ((write_budget, {}) if args.command == "budget"
+                        else (write_trend, {"methods": tuple(args.methods)}))
         try:
-            paths = write_budget(args.folders, args.out, title=args.title, max_gap=args.max_gap,
-                                 min_ratio=args.min_ratio, command=command)
+            md, png = write(args.folders, args.out, title=args.title, max_gap=args.max_gap,
+                            min_ratio=args.min_ratio, command=command, **extra)
         except (FileNotFoundError, ValueError) as err:
-            raise SystemExit(f"budget: {err}") from None
-        for path in paths:
-            print(path)
-        print((Path(args.out) / "budget.md").read_text())
-    elif args.command == "trend":
-        from .budget import write_trend
-
-        try:
-            paths = write_trend(args.folders, args.out, title=args.title, max_gap=args.max_gap,
-                                min_ratio=args.min_ratio, methods=tuple(args.methods), command=command)
-        except (FileNotFoundError, ValueError) as err:
-            raise SystemExit(f"trend: {err}") from None
-        for path in paths:
-            print(path)
-        print((Path(args.out) / "trend.md").read_text())
+            raise SystemExit(f"{args.command}: {err}") from None
+        print(f"{md}\n{png}\n{md.read_text()}")
     elif args.command == "plot":
         from .plots import plot_results
 

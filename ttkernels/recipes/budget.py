@@ -98,6 +98,19 @@ def _read_folders(folders: list[str | Path]) -> list[Source]:
     return sources
 
 
+def _by_protocol(sources: list[Source]) -> dict[tuple[Any, ...], list[Source]]:
+    """The sources' runs split by :func:`protocol_of`: protocol -> (name, folder, its runs of that protocol) for
+    each source that has any, in the order first seen."""
+    by_protocol: dict[tuple[Any, ...], list[Source]] = {}
+    for name, folder, runs in sources:
+        groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        for run in runs:
+            groups.setdefault(protocol_of(run), []).append(run)
+        for protocol, group in groups.items():
+            by_protocol.setdefault(protocol, []).append((name, folder, group))
+    return by_protocol
+
+
 def paired_gaps(folders: list[str | Path], reference_rank: int = GOAL_LORA_RANK,
                 metric: str = "test_accuracy") -> list[dict[str, Any]]:
     """One row per configuration: adapter parameters, seeds paired with LoRA r=``reference_rank`` (on the
@@ -111,15 +124,11 @@ def paired_gaps(folders: list[str | Path], reference_rank: int = GOAL_LORA_RANK,
     different settings, or with runs of more than one protocol (:func:`protocol_of`; :func:`gap_trend` compares
     protocols)."""
     sources = _read_folders(folders)
-    protocols: dict[tuple[Any, ...], list[str]] = {}
-    for name, _, runs in sources:
-        for run in runs:
-            seen = protocols.setdefault(protocol_of(run), [])
-            if name not in seen:
-                seen.append(name)
+    protocols = _by_protocol(sources)
     if len(protocols) > 1:
         raise ValueError(f"the folders hold runs of {len(protocols)} protocols ("
-                         + "; ".join(f"{protocol_label(p)}: {names}" for p, names in protocols.items())
+                         + "; ".join(f"{protocol_label(p)}: {[name for name, _, _ in group]}"
+                                     for p, group in protocols.items())
                          + "): accuracies pair only within one; `trend` compares the gap across protocols")
     return _paired_rows(sources, reference_rank, metric)
 
@@ -205,12 +214,16 @@ def _ratio_text(reference_params: int, params: int) -> str:
     return f"{ratio:.1f}×" if ratio >= 1 else f"{1 / ratio:,.0f}× more"
 
 
+def _interval_text(row: dict[str, Any]) -> str:
+    """The 95 % interval as "[low, high]", or "" with one seed."""
+    return "" if math.isnan(row["ci_low"]) else f"[{row['ci_low']:+.2f}, {row['ci_high']:+.2f}]"
+
+
 def budget_table(rows: list[dict[str, Any]], max_gap: float = 0.5, min_ratio: float = 15.0,
                  metric_name: str = "test accuracy") -> str:
     reference_params = next(r["adapter_params"] for r in rows if r["reference"])
     table = []
     for r in rows:
-        ci = "" if math.isnan(r["ci_low"]) else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
         table.append({
             "configuration": r["label"], "adapter params": r["adapter_params"],
             "fewer than LoRA": _ratio_text(reference_params, r["adapter_params"]),
@@ -218,7 +231,7 @@ def budget_table(rows: list[dict[str, Any]], max_gap: float = 0.5, min_ratio: fl
             f"{metric_name} %": f"{r['mean']:.2f}",
             "paired gap": "0 (reference)" if r["reference"] else f"{r['gap']:+.2f}",
             "SE": "" if r["reference"] or math.isnan(r["gap_se"]) else f"{r['gap_se']:.2f}",
-            "95 % interval": "" if r["reference"] else ci,
+            "95 % interval": "" if r["reference"] else _interval_text(r),
             "goal": "" if r["reference"] else goal_status(r, reference_params, max_gap, min_ratio),
         })
     return markdown_table(table)
@@ -309,15 +322,8 @@ def gap_trend(folders: list[str | Path], methods: tuple[str, ...] = ("tt",), ref
     size, so that one configuration on one task at several training sizes forms one series. Protocols without
     reference runs are skipped with a warning; references of different settings within one protocol raise
     ValueError, as in :func:`paired_gaps`."""
-    by_protocol: dict[tuple[Any, ...], list[Source]] = {}
-    for name, folder, runs in _read_folders(folders):
-        groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-        for run in runs:
-            groups.setdefault(protocol_of(run), []).append(run)
-        for protocol, group in groups.items():
-            by_protocol.setdefault(protocol, []).append((name, folder, group))
     rows = []
-    for protocol, sources in by_protocol.items():
+    for protocol, sources in _by_protocol(_read_folders(folders)).items():
         if not any(_is_reference(run, reference_rank) for _, _, runs in sources for run in runs):
             logger.warning("trend: %s skipped: %s have no LoRA r=%d runs (on the default targets) to pair with",
                            protocol_label(protocol), [name for name, _, _ in sources], reference_rank)
@@ -348,7 +354,7 @@ def trend_table(rows: list[dict[str, Any]], max_gap: float = 0.5, min_ratio: flo
         "seeds": r["seeds"], f"{metric_name} %": f"{r['mean']:.2f}", f"LoRA r={GOAL_LORA_RANK} %":
         f"{r['reference_mean']:.2f}", "paired gap": f"{r['gap']:+.2f}",
         "SE": "" if math.isnan(r["gap_se"]) else f"{r['gap_se']:.2f}",
-        "95 % interval": "" if math.isnan(r["ci_low"]) else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]",
+        "95 % interval": _interval_text(r),
         "goal": goal_status(r, r["reference_params"], max_gap, min_ratio),
     } for r in rows]
     return markdown_table(table)
