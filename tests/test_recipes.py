@@ -746,6 +746,22 @@ def test_budget_refuses_runs_of_different_protocols(tmp_path):
     with pytest.raises(ValueError, match="at most 96 steps"):  # 3 epochs against 9: another protocol too
         paired_gaps([small, longer])
 
+def test_budget_refuses_one_protocol_trained_two_ways_but_pools_records_that_predate_the_fields(tmp_path):
+    from ttkernels.recipes.budget import paired_gaps
+
+    base = _protocol("t", 1000, 288)
+    old = _write_runs(tmp_path / "old", [_fake_run("lora", s, 0.70, 73_728, rank=8, **base) for s in range(2)])
+    new = _write_runs(tmp_path / "new", [_fake_run("tt", s, 0.71, 4_224, rank=2, max_length=48, epochs=9.0, **base)
+                                         for s in range(2)])
+    # records written before the training fields were kept pair with those that keep them
+    assert [r["seeds"] for r in paired_gaps([old, new]) if not r["reference"]] == [2]
+    longer = _write_runs(tmp_path / "longer", [_fake_run("lora", s, 0.72, 73_728, rank=8, max_length=64, epochs=9.0,
+                                                         **base) for s in range(2)])
+    # the same steps and sizes, but other inputs: not one protocol
+    with pytest.raises(ValueError, match=r"different max_length \(48: \['new'\]; 64: \['longer'\]\)"):
+        paired_gaps([new, longer])
+
+
 
 def test_trend_pairs_within_each_protocol_and_plots_the_gap_by_training_size(tmp_path, caplog):
     from ttkernels.recipes.__main__ import main
@@ -814,3 +830,29 @@ def test_compare_refuses_a_folder_that_holds_other_settings_for_a_method(tmp_pat
     with pytest.raises(SystemExit, match=r"other settings: init_scale 1\.0 \(asked: 0\.5\)"):
         main([*argv, "--init-scale", "0.5"])
     assert len((out / "runs.jsonl").read_text().splitlines()) == 2
+
+def test_compare_records_the_training_protocol_and_refuses_a_folder_of_another(tmp_path):
+    from ttkernels.recipes.__main__ import main
+
+    out = tmp_path / "cmp"
+    argv = ["compare", "--model", "tiny-bert", "--data", "synthetic", "--train-size", "32", "--val-size", "16",
+            "--test-size", "16", "--max-length", "24", "--max-steps", "1", "--eval-steps", "1", "--batch-size", "16",
+            "--no-progress", "--no-save-adapter", "--methods", "head", "--seeds", "0", "--out", str(out)]
+    assert main(argv) == 0
+    (run,) = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert {k: run[k] for k in ("model", "data", "train_size", "val_size", "test_size", "max_length", "batch_size",
+                                "eval_steps", "patience", "group_by_length")} == {
+        "model": "tiny-bert", "data": "synthetic", "train_size": 32, "val_size": 16, "test_size": 16,
+        "max_length": 24, "batch_size": 16, "eval_steps": 1, "patience": 5, "group_by_length": True}
+    assert "Training: max length 24 tokens, batch 16, at most 3 epochs (max_steps 1), evaluation every 1 steps" in (
+        out / "compare.md").read_text()
+    # another method on another protocol would pair its seeds with these (and a re-run would skip them)
+    with pytest.raises(SystemExit, match=r"runs of another protocol: max_length 24 \(asked: 48\)\. One folder"):
+        main([*argv[:-6], "--methods", "tt", "--seeds", "0", "--out", str(out), "--max-length", "48"])
+    with pytest.raises(SystemExit, match=r"another protocol: train_size 32 \(asked: 24\)"):
+        main([*argv, "--train-size", "24"])
+    assert len((out / "runs.jsonl").read_text().splitlines()) == 1
+    # a record from before the training fields were kept is checked on what it has
+    legacy = {k: v for k, v in run.items() if k not in ("max_length", "batch_size", "eval_steps")}
+    (out / "runs.jsonl").write_text(json.dumps(legacy) + "\n")
+    assert main([*argv, "--max-length", "32"]) == 0

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..utils import logger
 from .compare import GOAL_LORA_RANK, method_name, read_runs, run_settings, targets_suffix
+from .finetune import TRAINING_FIELDS
 from .tables import markdown_table
 
 
@@ -69,7 +70,8 @@ PROTOCOL_FIELDS = ("model", "data", "task", "train_size", "val_size", "test_size
 
 def protocol_of(run: dict[str, Any]) -> tuple[Any, ...]:
     """What must be equal for two runs' accuracies to be paired: model, data set, task, split sizes and the
-    training length in optimizer steps (which the epochs and batch size set). Missing fields are None."""
+    training length in optimizer steps (which the epochs and batch size set). Missing fields are None. Runs of
+    one protocol must also agree on the :data:`TRAINING_FIELDS` they record (checked when folders are read)."""
     return tuple(run.get(f) for f in PROTOCOL_FIELDS)
 
 
@@ -108,7 +110,23 @@ def _by_protocol(sources: list[Source]) -> dict[tuple[Any, ...], list[Source]]:
             groups.setdefault(protocol_of(run), []).append(run)
         for protocol, group in groups.items():
             by_protocol.setdefault(protocol, []).append((name, folder, group))
+    for protocol, group in by_protocol.items():
+        _check_training(protocol, group)
     return by_protocol
+
+
+def _check_training(protocol: tuple[Any, ...], sources: list[Source]) -> None:
+    """ValueError when runs of one protocol recorded different :data:`TRAINING_FIELDS` (e.g. max length) for
+    the same steps; records written before those fields were kept are not compared."""
+    for field in TRAINING_FIELDS:
+        seen: dict[Any, list[str]] = {}
+        for name, _, runs in sources:
+            for value in dict.fromkeys(run[field] for run in runs if field in run):
+                seen.setdefault(value, []).append(name)
+        if len(seen) > 1:
+            raise ValueError(f"{protocol_label(protocol)}: runs with different {field} ("
+                             + "; ".join(f"{value!r}: {names}" for value, names in seen.items())
+                             + "): accuracies pair only within one protocol")
 
 
 def paired_gaps(folders: list[str | Path], reference_rank: int = GOAL_LORA_RANK,

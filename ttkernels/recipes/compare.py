@@ -19,7 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .finetune import FinetuneConfig, finetune, load_task_data, method_settings
+from .data import TextData
+from .finetune import FinetuneConfig, finetune, load_task_data, method_settings, training_settings
 from .tables import markdown_table, write_csv
 
 METHOD_NAMES = {"tt": "TT-LoRA (ttkernels)", "lora": "LoRA (PEFT)", "full": "Full fine-tuning",
@@ -64,6 +65,17 @@ def settings_mismatch(run: dict[str, Any], cfg: FinetuneConfig) -> list[str]:
     always = ("weight_decay", "dropout", "init", "init_scale", "targets")
     return [f"{k} {have[k]!r} (asked: {want[k]!r})" for k in want
             if k != "shape" and (k in run or k in always) and have[k] != want[k]]
+
+
+def expected_protocol(base: FinetuneConfig, data: TextData) -> dict[str, Any]:
+    """The protocol fields a run of ``base`` on ``data`` (its splits already cut to size) records."""
+    return {"model": base.model, "data": base.data, "task": base.task, "train_size": len(data.train),
+            "val_size": len(data.val), "test_size": len(data.test), **training_settings(base)}
+
+
+def protocol_mismatch(run: dict[str, Any], expected: dict[str, Any]) -> list[str]:
+    """How a logged run's protocol differs from ``expected`` (a field the record lacks is not compared)."""
+    return [f"{k} {run[k]!r} (asked: {v!r})" for k, v in expected.items() if k in run and run[k] != v]
 
 
 def read_runs(path: Path) -> list[dict[str, Any]]:
@@ -161,6 +173,15 @@ def machine_info() -> dict[str, Any]:
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
+def training_text(cfg: FinetuneConfig) -> str:
+    """One sentence with ``cfg``'s training protocol (:data:`~ttkernels.recipes.finetune.TRAINING_FIELDS`)."""
+    length = f"at most {cfg.epochs:g} epochs" + (f" (max_steps {cfg.max_steps})" if cfg.max_steps > 0 else "")
+    evals = f"every {cfg.eval_steps} steps" if cfg.eval_steps else f"{cfg.evals_per_epoch} per epoch"
+    grouped = ", batches grouped by length" if cfg.group_by_length else ""
+    return (f"Training: max length {cfg.max_length} tokens, batch {cfg.batch_size}, {length}, evaluation {evals}, "
+            f"warmup {cfg.warmup_ratio:g} of the steps{grouped}.")
+
+
 def write_summary(out: Path, runs: list[dict[str, Any]], methods: list[str], base: FinetuneConfig,
                   command: str | None, total_s: float | None) -> list[dict[str, Any]]:
     rows = summarize(runs, methods)
@@ -171,7 +192,7 @@ def write_summary(out: Path, runs: list[dict[str, Any]], methods: list[str], bas
         f"Split sizes: train {first.get('train_size')} / val {first.get('val_size')} / test "
         f"{first.get('test_size')} (fixed splits, see ttkernels/recipes/data.py). Metrics on the test split; "
         "mean ± std over seeds. Each run: early stopping on validation loss (patience "
-        f"{base.patience} evaluations), best model by validation loss.", "",
+        f"{base.patience} evaluations), best model by validation loss. {training_text(base)}", "",
         markdown_table(rows, SUMMARY_COLUMNS, SUMMARY_HEADERS), "",
     ]
     goal = goal_check(rows)
@@ -229,12 +250,18 @@ def run_compare(base: FinetuneConfig, methods: list[str], seeds: list[int], out_
     out.mkdir(parents=True, exist_ok=True)
     log = out / "runs.jsonl"
     data = load_task_data(base)
+    protocol = expected_protocol(base, data)
     start = time.perf_counter()
     ran = 0
     for seed in seeds:
         for method in methods:
             cfg = configs[seed, method]
             runs = read_runs(log)  # again before each run: another invocation may have logged this pair meanwhile
+            for logged in runs:
+                if diff := protocol_mismatch(logged, protocol):
+                    raise SystemExit(f"[compare] {log} already has runs of another protocol: {'; '.join(diff)}. "
+                                     "One folder holds one protocol (its runs are paired by seed and a logged "
+                                     "(method, seed) is skipped): use another --out.")
             for logged in (r for r in runs if r["method"] == method):
                 if diff := settings_mismatch(logged, cfg):
                     raise SystemExit(f"[compare] {log} already has {method} runs with other settings: "

@@ -578,6 +578,18 @@ def save_trained(model: nn.Module, cfg: FinetuneConfig, info: ParameterInfo, out
     return out
 
 
+# How a run trains, beyond the split sizes and the training length in steps (which the record keeps anyway): a
+# run record keeps these too, so that runs of different protocols are not paired or resumed as one (records
+# written before they were kept lack them).
+TRAINING_FIELDS = ("max_length", "epochs", "batch_size", "warmup_ratio", "evals_per_epoch", "eval_steps", "patience",
+                   "group_by_length")
+
+
+def training_settings(cfg: FinetuneConfig) -> dict[str, Any]:
+    """``cfg``'s :data:`TRAINING_FIELDS`, as a run record keeps them."""
+    return {f: getattr(cfg, f) for f in TRAINING_FIELDS}
+
+
 def method_settings(cfg: FinetuneConfig) -> dict[str, Any]:
     """The settings a run record keeps for ``cfg``'s method (None where the method has none: LoRA's rank, alpha
     and dropout under the TT names; targets None for the model type's default)."""
@@ -625,7 +637,7 @@ def finetune(cfg: FinetuneConfig, data: TextData | None = None, loaded: LoadedMo
         "method": cfg.method, "model": cfg.model, "data": cfg.data, "task": cfg.task, "seed": cfg.seed,
         **method_settings(cfg), "shape": shape_label(prep.shape) if cfg.method == "tt" else None,
         "train_size": len(prep.datasets["train"]), "val_size": len(prep.datasets["val"]),
-        "test_size": len(prep.datasets["test"]),
+        "test_size": len(prep.datasets["test"]), **training_settings(cfg),
         "adapter_params": info.adapter_params, "head_params": info.head_params,
         "trainable_params": info.trainable_params, "total_params": info.total_params,
         "adapter_bytes_fp16": info.adapter_bytes,
