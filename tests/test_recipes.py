@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 
@@ -275,7 +276,8 @@ def test_compare_skips_a_pair_another_invocation_logged_meanwhile(tmp_path, monk
         return {"method": cfg.method, "seed": cfg.seed, "wall_time_s": 1.0, "test_accuracy": 0.6}
 
     monkeypatch.setattr(compare, "finetune", fake_finetune)
-    monkeypatch.setattr(compare, "load_task_data", lambda base: None)
+    monkeypatch.setattr(compare, "load_task_data", lambda base: SimpleNamespace(train=[], val=[], test=[]))
+
     def fake_summary(out, runs, *args, **kwargs):
         (out / "compare.md").write_text(f"{len(runs)} runs\n")
         return [{"n": len(runs)}]
