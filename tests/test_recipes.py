@@ -748,6 +748,7 @@ def test_budget_refuses_runs_of_different_protocols(tmp_path):
     with pytest.raises(ValueError, match="at most 96 steps"):  # 3 epochs against 9: another protocol too
         paired_gaps([small, longer])
 
+
 def test_budget_refuses_one_protocol_trained_two_ways_but_pools_records_that_predate_the_fields(tmp_path):
     from ttkernels.recipes.budget import paired_gaps
 
@@ -762,7 +763,6 @@ def test_budget_refuses_one_protocol_trained_two_ways_but_pools_records_that_pre
     # the same steps and sizes, but other inputs: not one protocol
     with pytest.raises(ValueError, match=r"different max_length \(48: \['new'\]; 64: \['longer'\]\)"):
         paired_gaps([new, longer])
-
 
 
 def test_trend_pairs_within_each_protocol_and_plots_the_gap_by_training_size(tmp_path, caplog):
@@ -832,6 +832,7 @@ def test_compare_refuses_a_folder_that_holds_other_settings_for_a_method(tmp_pat
     with pytest.raises(SystemExit, match=r"other settings: init_scale 1\.0 \(asked: 0\.5\)"):
         main([*argv, "--init-scale", "0.5"])
     assert len((out / "runs.jsonl").read_text().splitlines()) == 2
+
 
 def test_compare_records_the_training_protocol_and_refuses_a_folder_of_another(tmp_path):
     from ttkernels.recipes.__main__ import main
