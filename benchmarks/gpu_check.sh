@@ -135,7 +135,7 @@ elif ((${#TESTS[@]})); then
         "${XDIST[@]}" -rfE
     # the backward with g from the skinny pre-pass (the default accumulates it in the fused kernel's loop; see
     # ttkernels/ops/triton/configs.py bwd_g_in_loop_enabled)
-    run "pytest bwd, pre-pass g" "$(cap 60 150)" env TTKERNELS_TRITON_AUTOTUNE=0 TTKERNELS_BWD_G_IN_LOOP=0 "$PY" -m pytest \
+    run "pytest bwd, pre-pass g" "$(cap 120 150)" env TTKERNELS_TRITON_AUTOTUNE=0 TTKERNELS_BWD_G_IN_LOOP=0 "$PY" -m pytest \
         tests/test_triton_kernels.py tests/test_ops.py -k "bwd or backward or grad" -q -p no:cacheprovider "${XDIST[@]}" -rfE
 fi
 
