@@ -415,7 +415,8 @@ def plot_trend(rows: list[dict[str, Any]], out: str | Path, title: str = "", max
     ax.set_ylabel(f"{metric_name} − LoRA r={GOAL_LORA_RANK}, same seed (points)")
     ax.set_title((title + "\n" if title else "") + f"mean paired gap and 95 % t-interval; green: within {max_gap:g} "
                  f"points of LoRA r={GOAL_LORA_RANK}", fontsize=9)
-    ax.legend(fontsize=7, loc="best")
+    # below the axes: inside, the legend covered the lower ends of long intervals
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), frameon=False)
     ax.grid(True, alpha=0.3)
     return _save_figure(plt, fig, out)
 
